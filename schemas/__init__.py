@@ -1,0 +1,1 @@
+"""The contract as code: wire models, the catalogue of codes and lists, and the JSON Schemas generated from them."""

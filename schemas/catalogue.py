@@ -1,0 +1,124 @@
+"""The contract's vocabulary as data: restriction codes, lists, who may publish them, topics."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Restriction(StrEnum):
+    FLIGHT = "FLIGHT"
+    RAIL = "RAIL"
+    RAIL_PREMIUM = "RAIL_PREMIUM"
+    LUXURY_GOODS = "LUXURY_GOODS"
+    PRIVATE_SCHOOL_TUITION = "PRIVATE_SCHOOL_TUITION"
+    STAR_HOTEL = "STAR_HOTEL"
+    REAL_ESTATE = "REAL_ESTATE"
+    VEHICLE = "VEHICLE"
+    VACATION_TRAVEL = "VACATION_TRAVEL"
+    CITY_SUBSIDY = "CITY_SUBSIDY"
+
+
+NATIONAL = "national"
+
+AUTHORITY_ID = re.compile(r"^(court|transport|city)\.[a-z0-9][a-z0-9-]{0,62}$")
+LIST_ID = re.compile(r"^(court\.dishonest_debtor|transport\.flight_ban|transport\.rail_ban|city\.[a-z0-9-]+\.[a-z0-9_]+)$")
+REGION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3}){1,2}$")
+
+
+@dataclass(frozen=True)
+class Family:
+    """An authority family: the service that hosts it and the topic it writes."""
+
+    service: str
+    topic: str
+    authority_prefix: str
+
+
+FAMILIES: dict[str, Family] = {
+    "court": Family(service="court", topic="court.listings.v1", authority_prefix="court."),
+    "transport": Family(service="transport", topic="transport.listings.v1", authority_prefix="transport."),
+    "city": Family(service="city-pilot", topic="city-pilot.listings.v1", authority_prefix="city."),
+}
+
+LISTING_TOPICS: tuple[str, ...] = tuple(f.topic for f in FAMILIES.values())
+LISTING_TOPIC_PARTITIONS = 6
+DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+CONSUMERS: tuple[str, ...] = ("airline", "ticketing", "luxury-retail", "admissions")
+PUBLISHERS: tuple[str, ...] = ("court", "transport", "city-pilot")
+
+
+def dlq_topic(consumer: str) -> str:
+    return f"{consumer}.dlq.v1"
+
+
+def schema_name(service: str) -> str:
+    """PostgreSQL schema of a service (CONTRACT section 10): dashes become underscores."""
+    return service.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def all_topics(partitions: int = LISTING_TOPIC_PARTITIONS) -> list[TopicSpec]:
+    """Every topic of the contract with its cleanup policy (CONTRACT section 3)."""
+    listing = [TopicSpec(t, partitions, {"cleanup.policy": "compact", "min.insync.replicas": "1"}) for t in LISTING_TOPICS]
+    dlq = [
+        TopicSpec(dlq_topic(c), partitions, {"cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS)})
+        for c in CONSUMERS
+    ]
+    return listing + dlq
+
+
+def family_of(authority: str) -> Family | None:
+    kind = authority.split(".", 1)[0]
+    return FAMILIES.get(kind)
+
+
+def may_publish(authority: str, list_id: str) -> bool:
+    """Section 1: an authority may publish only its own lists."""
+    if not AUTHORITY_ID.match(authority):
+        return False
+    if authority.startswith("court."):
+        return list_id == "court.dishonest_debtor"
+    if authority == "transport.caac":
+        return list_id == "transport.flight_ban"
+    if authority == "transport.railway":
+        return list_id == "transport.rail_ban"
+    if authority.startswith("city."):
+        city = authority.split(".", 1)[1]
+        return list_id.startswith(f"city.{city}.") and bool(LIST_ID.match(list_id))
+    return False
+
+
+def authority_matches(pattern: str, authority: str) -> bool:
+    """`court.*` covers every court; anything else must match exactly."""
+    if pattern.endswith(".*"):
+        return authority.startswith(pattern[:-1]) and fnmatch.fnmatchcase(authority, pattern)
+    return pattern == authority
+
+
+@dataclass(frozen=True)
+class City:
+    authority: str
+    region: str
+    restrictions: frozenset[Restriction]
+    min_term_days: int = 30
+    max_term_days: int = 730
+
+
+CITIES: dict[str, City] = {
+    c.authority: c
+    for c in (
+        City("city.hangzhou", "CN-ZJ-HZ", frozenset({Restriction.LUXURY_GOODS, Restriction.CITY_SUBSIDY})),
+        City("city.chengdu", "CN-SC-CD", frozenset({Restriction.LUXURY_GOODS, Restriction.CITY_SUBSIDY})),
+        City("city.rongcheng", "CN-SD-RC", frozenset({Restriction.LUXURY_GOODS, Restriction.CITY_SUBSIDY})),
+    )
+}

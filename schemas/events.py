@@ -1,0 +1,175 @@
+"""Wire models of CONTRACT section 4: the listing event, its listing and subject, its headers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.catalogue import AUTHORITY_ID, LIST_ID, NATIONAL, REGION, Restriction, may_publish
+
+SCHEMA_VERSION = 1
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("time must carry a UTC offset (RFC 3339)")
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class EventType(StrEnum):
+    ISSUED = "listing.issued"
+    AMENDED = "listing.amended"
+    REVOKED = "listing.revoked"
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class RevocationReason(StrEnum):
+    PAID = "paid"
+    SETTLED = "settled"
+    ERROR = "error"
+    APPEAL_UPHELD = "appeal_upheld"
+    OTHER = "other"
+
+
+class SubjectKind(StrEnum):
+    PERSON = "person"
+    ORGANIZATION = "organization"
+
+
+class WireModel(BaseModel):
+    # Forward compatible: unknown fields are ignored, known ones are strict and frozen.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Subject(WireModel):
+    kind: SubjectKind
+    id_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    id_masked: str = Field(min_length=1, max_length=64)
+    display_name: str = Field(min_length=1, max_length=128)
+
+
+class LegalBasis(WireModel):
+    case_number: str = Field(min_length=1, max_length=128)
+    decision_ref: str | None = Field(default=None, max_length=256)
+
+
+class Revocation(WireModel):
+    reason: RevocationReason
+    at: UtcDatetime
+
+
+def _authority(value: str) -> str:
+    if not AUTHORITY_ID.match(value):
+        raise ValueError("authority must be <kind>.<name> with kind court, transport or city")
+    return value
+
+
+def _list_id(value: str) -> str:
+    if not LIST_ID.match(value):
+        raise ValueError("unknown list")
+    return value
+
+
+def _scope(value: str) -> str:
+    if value != NATIONAL and not REGION.match(value):
+        raise ValueError("scope must be 'national' or an ISO 3166-2 style region such as CN-ZJ-HZ")
+    return value
+
+
+AuthorityId = Annotated[str, Field(max_length=64), AfterValidator(_authority)]
+ListId = Annotated[str, Field(max_length=128), AfterValidator(_list_id)]
+Scope = Annotated[str, Field(max_length=16), AfterValidator(_scope)]
+
+
+class Listing(WireModel):
+    """The full state of one listing after a change (event-carried state)."""
+
+    listing_id: str = Field(min_length=1, max_length=200)
+    version: int = Field(ge=1, le=2**31 - 1)
+    list: ListId
+    authority: AuthorityId
+    status: Status
+    subject: Subject
+    restrictions: tuple[Restriction, ...] = Field(min_length=1, max_length=len(Restriction))
+    scope: Scope = NATIONAL
+    legal_basis: LegalBasis
+    effective_from: UtcDatetime
+    expires_at: UtcDatetime
+    revocation: Revocation | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Listing:
+        if self.expires_at <= self.effective_from:
+            raise ValueError("expires_at must be after effective_from")
+        if (self.status is Status.REVOKED) != (self.revocation is not None):
+            raise ValueError("a revoked listing carries a revocation, an active one does not")
+        if len(set(self.restrictions)) != len(self.restrictions):
+            raise ValueError("restrictions must not repeat")
+        return self
+
+    @property
+    def authorized(self) -> bool:
+        """Whether the body's authority may publish the body's list (section 1)."""
+        return may_publish(self.authority, self.list)
+
+    def is_in_force(self, at: datetime) -> bool:
+        return self.status is Status.ACTIVE and self.effective_from <= at < self.expires_at
+
+
+class ListingEvent(WireModel):
+    event_id: UUID
+    event_type: EventType
+    schema_version: Literal[1]
+    occurred_at: UtcDatetime
+    listing: Listing
+
+    @model_validator(mode="after")
+    def _type_matches_state(self) -> ListingEvent:
+        if self.event_type is EventType.REVOKED and self.listing.status is not Status.REVOKED:
+            raise ValueError("listing.revoked must carry a revoked listing")
+        if self.event_type is not EventType.REVOKED and self.listing.status is Status.REVOKED:
+            raise ValueError("a revoked listing travels only as listing.revoked")
+        if self.event_type is EventType.ISSUED and self.listing.version != 1:
+            raise ValueError("listing.issued carries version 1")
+        return self
+
+
+class Header(StrEnum):
+    """Record headers of section 4 and the dead-letter headers of section 6."""
+
+    CONTENT_TYPE = "content-type"
+    EVENT_TYPE = "event-type"
+    AUTHORITY = "x-authority"
+    KEY_ID = "x-key-id"
+    MERKLE_SIZE = "x-merkle-size"
+    MERKLE_INDEX = "x-merkle-index"
+    MERKLE_PATH = "x-merkle-path"
+    SIGNATURE = "x-signature"
+    DLQ_REASON = "x-dlq-reason"
+    DLQ_DETAIL = "x-dlq-detail"
+    DLQ_SOURCE = "x-dlq-source"
+
+
+class DlqReason(StrEnum):
+    INVALID_JSON = "invalid_json"
+    INVALID_SCHEMA = "invalid_schema"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KEY = "unknown_key"
+    UNAUTHORIZED_AUTHORITY = "unauthorized_authority"
+    KEY_MISMATCH = "key_mismatch"
+
+
+def to_wire(event: ListingEvent) -> bytes:
+    """The exact value bytes a publisher signs and sends."""
+    return event.model_dump_json(exclude_none=False).encode()

@@ -1,0 +1,181 @@
+"""A consumer service: FastStream batch subscriber keeping the copy, and the FastAPI check API reading it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from schemas.catalogue import LISTING_TOPICS
+from services.consumers.checks import CheckRefused, CheckRequest, check
+from services.consumers.copy import CopyKeeper
+from services.consumers.policy import ConsumerPolicy
+from services.kit import metrics
+from services.kit.db import create_pool
+from services.kit.http import install_common, unprocessable
+from services.kit.settings import Settings
+from services.kit.signing import Keyring
+
+log = logging.getLogger(__name__)
+BATCH_RECORDS = 2000
+RETRY_SECONDS = 1.0
+
+
+def _safe_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    headers = [(k, v if _is_utf8(v) else b"") for k, v in record.headers or ()]
+    return dataclasses.replace(record, headers=headers)
+
+
+def _is_utf8(value: bytes | None) -> bool:
+    try:
+        (value or b"").decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def tolerant_parser(records: tuple[ConsumerRecord[bytes, bytes], ...], original: Callable[..., Any]) -> Any:
+    """FastStream decodes every header as UTF-8; a hostile header must reach our DLQ, not stop the batch."""
+    try:
+        return await original(records)
+    except UnicodeDecodeError:
+        message = await original(tuple(_safe_headers(r) for r in records))
+        message.raw_message = records
+        return message
+
+
+async def raw_decoder(message: Any, _original: Callable[..., Any]) -> Any:
+    # The copy keeper reads raw records; nothing is decoded before it admits them.
+    return None
+
+
+def build_broker(policy: ConsumerPolicy, settings: Settings, keeper: Callable[[], CopyKeeper | None]) -> KafkaBroker:
+    # Per-batch "Received/Processed" lines at DEBUG: at replay speed INFO logging would cost more than the apply.
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=f"blacklist-sync-{policy.name}", log_level=logging.DEBUG)
+
+    @broker.subscriber(
+        *LISTING_TOPICS,
+        group_id=policy.name,
+        batch=True,
+        max_records=BATCH_RECORDS,
+        batch_timeout_ms=50,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        parser=tolerant_parser,
+        decoder=raw_decoder,
+        max_poll_interval_ms=300_000,
+    )
+    async def on_batch(msg: KafkaMessage) -> None:
+        records: tuple[ConsumerRecord[bytes, bytes], ...] = msg.raw_message
+        copy = keeper()
+        try:
+            if copy is None:
+                raise RuntimeError("copy keeper not ready")
+            await copy.process(records)
+        except Exception as exc:
+            log.error("batch of %d records not applied (%s); rewinding to retry", len(records), exc)
+            with contextlib.suppress(Exception):
+                await msg.nack()
+            await asyncio.sleep(RETRY_SECONDS)
+            return
+        try:
+            await msg.ack()  # offsets move only after the database commit
+        except KafkaError as exc:
+            # A rebalance took the partitions: the new owner re-applies, which the version check makes a no-op.
+            log.warning("offset commit failed after apply (%s); records will be redelivered harmlessly", exc)
+
+    return broker
+
+
+def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    state: dict[str, Any] = {}
+    broker = build_broker(policy, settings, lambda: state.get("keeper"))
+
+    async def start_broker() -> None:
+        delay = 0.5
+        while True:
+            try:
+                await broker.start()
+                state["broker_started"] = True
+                return
+            except (KafkaError, OSError) as exc:
+                log.warning("Kafka not reachable (%s); retrying in %.1fs", exc, delay)
+                with contextlib.suppress(Exception):
+                    await broker.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        keyring = Keyring.load(settings.keyring_path)
+        pool = await create_pool(settings.database_url, policy.name, max_size=10)
+        dlq = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True, acks="all")
+        state.update(pool=pool, keeper=CopyKeeper(policy, pool, keyring, dlq))
+        starter = asyncio.create_task(_start_all(dlq, start_broker))
+        try:
+            yield
+        finally:
+            starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starter
+            await broker.stop()
+            await dlq.stop()
+            await pool.close()
+
+    app = FastAPI(title=f"Blacklist Sync {policy.name} consumer", version="1", lifespan=lifespan)
+
+    async def ready() -> dict[str, bool]:
+        try:
+            async with state["pool"].acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+            database = True
+        except (OSError, asyncpg.PostgresError, TimeoutError, KeyError):
+            database = False
+        kafka = bool(state.get("broker_started")) and await broker.ping(timeout=2)
+        return {"database": database, "kafka": kafka}
+
+    install_common(app, ready)
+
+    @app.exception_handler(CheckRefused)
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, CheckRefused)
+        return unprocessable(exc.field, f"{exc.field}: {exc.message}")
+
+    @app.post("/v1/checks")
+    async def checks(body: CheckRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        answer = await check(state["pool"], policy, settings.subject_hash_key, body)
+        metrics.CHECKS.labels(policy.name, str(answer["allowed"]).lower()).observe(time.perf_counter() - started)
+        return answer
+
+    app.state.broker = broker
+    app.state.service = state
+    return app
+
+
+async def _start_all(dlq: AIOKafkaProducer, start_broker: Callable[[], Any]) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await dlq.start()
+            break
+        except (KafkaError, OSError) as exc:
+            log.warning("Kafka not reachable for the DLQ producer (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    await start_broker()

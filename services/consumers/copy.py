@@ -1,0 +1,68 @@
+"""Keeps a consumer's copy: admit each record, dead-letter the rest, apply the batch in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from services.consumers import store
+from services.consumers.policy import ConsumerPolicy
+from services.kit import metrics
+from services.kit.dlq import dead_letter
+from services.kit.intake import Rejection, admit, headers_of
+from services.kit.signing import Keyring
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    records: int
+    accepted: int
+    applied: int
+    dead_lettered: int
+
+
+class CopyKeeper:
+    def __init__(self, policy: ConsumerPolicy, pool: asyncpg.Pool, keyring: Keyring, dlq: AIOKafkaProducer) -> None:
+        self.policy = policy
+        self.pool = pool
+        self.keyring = keyring
+        self.dlq = dlq
+
+    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> BatchOutcome:
+        """Dead letters are durable and the copy committed before this returns; only then may offsets move."""
+        changes: list[store.Change] = []
+        rejected: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = []
+        occurred: list[datetime] = []
+        for record in records:
+            try:
+                event = admit(record.key, record.value, headers_of(record.headers), self.keyring)
+            except Rejection as rejection:
+                rejected.append((record, rejection))
+                continue
+            listing = event.listing
+            changes.append(store.Change(listing.listing_id, listing.version, self.policy.project(listing)))
+            occurred.append(event.occurred_at)
+        if rejected:
+            await dead_letter(self.dlq, self.policy.name, rejected)
+        applied = 0
+        if changes:
+            async with self.pool.acquire() as conn, conn.transaction():
+                applied = await store.apply_batch(conn, changes)
+        self._observe(len(changes), applied, occurred)
+        return BatchOutcome(len(records), len(changes), applied, len(rejected))
+
+    def _observe(self, accepted: int, applied: int, occurred: list[datetime]) -> None:
+        name = self.policy.name
+        metrics.EVENTS_APPLIED.labels(name, "applied").inc(applied)
+        metrics.EVENTS_APPLIED.labels(name, "no_op").inc(accepted - applied)
+        now = datetime.now(UTC)
+        histogram = metrics.PUBLISH_TO_APPLY.labels(name)
+        for moment in occurred:
+            histogram.observe(max((now - moment).total_seconds(), 0.0))

@@ -1,0 +1,20 @@
+"""PostgreSQL access: one asyncpg pool per service, its search_path set to the service's own schema."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from schemas.catalogue import schema_name
+
+
+async def create_pool(database_url: str, service: str, min_size: int = 1, max_size: int = 8) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"search_path": schema_name(service), "application_name": f"blacklist-sync-{service}"},
+        command_timeout=30,
+    )
+    if pool is None:  # pragma: no cover - asyncpg returns None only when used as an awaitable context
+        raise RuntimeError("could not create a database pool")
+    return pool

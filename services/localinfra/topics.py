@@ -1,0 +1,50 @@
+"""Create the contract's topics (CONTRACT section 3) on a Kafka cluster; existing topics are left as they are."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.catalogue import TopicSpec
+from services.localinfra.procs import LocalInfraError
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec], progress: Callable[[str], None]) -> None:
+    """Create every missing topic of specs with replication factor 1 (the local cluster has one node)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if not missing:
+            progress("topics: all present")
+            return
+        response = await admin.create_topics([_new_topic(spec, replication_factor=1) for spec in missing])
+        _raise_on_errors(response.topic_errors)
+        for spec in missing:
+            progress(f"topics: created {spec.name} ({spec.partitions} partitions, {spec.config['cleanup.policy']})")
+    finally:
+        await admin.close()
+
+
+def _new_topic(spec: TopicSpec, replication_factor: int) -> NewTopic:
+    return NewTopic(
+        name=spec.name,
+        num_partitions=spec.partitions,
+        replication_factor=replication_factor,
+        topic_configs=dict(spec.config),
+    )
+
+
+def _raise_on_errors(topic_errors: Iterable[tuple[object, ...]]) -> None:
+    """CreateTopics answers per topic; an already existing topic (a concurrent `up`) is not an error."""
+    failures = [
+        f"{error[0]}: error {error[1]} {error[2] if len(error) > 2 else ''}".strip()
+        for error in topic_errors
+        if error[1] not in (0, TOPIC_ALREADY_EXISTS)
+    ]
+    if failures:
+        raise LocalInfraError("could not create topics: " + "; ".join(failures))

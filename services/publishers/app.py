@@ -1,0 +1,186 @@
+"""The publisher HTTP API of CONTRACT section 7, shared by the court, transport and city-pilot services."""
+
+# No `from __future__ import annotations` here: FastAPI resolves the route signatures, local `Auth` included.
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from schemas.catalogue import FAMILIES, authority_matches
+from services.kit import metrics
+from services.kit.db import create_pool
+from services.kit.http import install_common, unprocessable
+from services.kit.settings import Settings
+from services.kit.signing import SigningKey
+from services.publishers import service, store
+from services.publishers.relay import OutboxRelay, Signer
+from services.publishers.requests import AmendRequest, IssueRequest, RevokeRequest
+from services.publishers.rules import ListRules, RuleViolation
+
+log = logging.getLogger(__name__)
+bearer = HTTPBearer(auto_error=False)
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The holder of a bearer token: the authority pattern the token was issued for."""
+
+    pattern: str
+
+    def acts_for(self, authority: str) -> bool:
+        return authority_matches(self.pattern, authority)
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.pattern}"
+
+
+def load_signer(settings: Settings, family_prefix: str) -> Signer:
+    """Private keys of this family found in the keys directory, with the authorities the keyring gives them."""
+    if not settings.keyring_path.exists():
+        raise FileNotFoundError(f"keyring {settings.keyring_path} is missing: run `blacklist-sync up` or set AUTHORITY_KEYRING")
+    entries = json.loads(settings.keyring_path.read_text())["keys"]
+    keys: dict[str, tuple[SigningKey, tuple[str, ...]]] = {}
+    for entry in entries:
+        patterns = tuple(entry["authorities"])
+        if not any(p.startswith(family_prefix) for p in patterns):
+            continue
+        path = settings.keys_dir / f"{entry['key_id']}.pem"
+        if path.exists():
+            keys[entry["key_id"]] = (SigningKey.from_pem(entry["key_id"], path.read_bytes()), patterns)
+    if not keys:
+        raise RuntimeError(f"no private key for {family_prefix}* in {settings.keys_dir}: run `blacklist-sync up`")
+    return Signer(keys)
+
+
+def create_app(family_name: str, rules_for: Callable[[str], ListRules | None], settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    family = FAMILIES[family_name]
+    publisher = service.Publisher(family, rules_for, settings.subject_hash_key)
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, family.service, max_size=10)
+        relay = OutboxRelay(
+            pool, load_signer(settings, family.authority_prefix), settings.kafka_bootstrap_servers, family.service
+        )
+        task = asyncio.create_task(relay.run(), name=f"{family.service}-outbox-relay")
+        state.update(pool=pool, relay=relay)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await pool.close()
+
+    app = FastAPI(title=f"Blacklist Sync {family.service} publisher", version="1", lifespan=lifespan)
+
+    async def ready() -> dict[str, bool]:
+        try:
+            async with state["pool"].acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+            database = True
+        except (OSError, asyncpg.PostgresError, TimeoutError, KeyError):
+            database = False
+        return {"database": database, "kafka": bool(state.get("relay") and state["relay"].connected)}
+
+    install_common(app, ready)
+
+    def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        for pattern, token in settings.publisher_tokens.items():
+            if hmac.compare_digest(token.encode(), credentials.credentials.encode()):
+                if not pattern.startswith(family.authority_prefix):
+                    raise HTTPException(403, f"this token is for {pattern}, not the {family.service} service")
+                return Caller(pattern)
+        raise HTTPException(401, "unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    Auth = Annotated[Caller, Depends(caller)]
+
+    @app.exception_handler(RuleViolation)
+    async def rule_violation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RuleViolation)
+        return unprocessable(exc.field, f"{exc.field}: {exc.message}")
+
+    @app.exception_handler(service.NotFound)
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"error": f"no listing {exc}"})
+
+    @app.exception_handler(service.Conflict)
+    async def conflict(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"error": str(exc)})
+
+    @app.exception_handler(PermissionError)
+    async def forbidden(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=403, content={"error": str(exc)})
+
+    def listing_json(listing: Any) -> dict[str, Any]:
+        return dict(listing.model_dump(mode="json"))
+
+    @app.post("/v1/listings", status_code=201)
+    async def issue(body: IssueRequest, who: Auth) -> dict[str, Any]:
+        if not who.acts_for(body.authority):
+            raise HTTPException(403, f"this token does not act for {body.authority}")
+        listing, related = await service.issue(state["pool"], publisher, body, who.actor)
+        metrics.LISTINGS_PUBLISHED.labels(family.service, "listing.issued").inc(1 + len(related))
+        return {"listing": listing_json(listing), "related_listings": [listing_json(r) for r in related]}
+
+    @app.post("/v1/listings/{listing_id}/amend")
+    async def amend(listing_id: str, body: AmendRequest, who: Auth) -> dict[str, Any]:
+        listing = await service.amend(state["pool"], publisher, listing_id, body, who.acts_for, who.actor)
+        metrics.LISTINGS_PUBLISHED.labels(family.service, "listing.amended").inc()
+        return {"listing": listing_json(listing)}
+
+    @app.post("/v1/listings/{listing_id}/revoke")
+    async def revoke(listing_id: str, body: RevokeRequest, who: Auth) -> dict[str, Any]:
+        listing = await service.revoke(state["pool"], publisher, listing_id, body, who.acts_for, who.actor)
+        metrics.LISTINGS_PUBLISHED.labels(family.service, "listing.revoked").inc()
+        return {"listing": listing_json(listing)}
+
+    async def readable(listing_id: str, who: Caller) -> store.StoredListing:
+        async with state["pool"].acquire() as conn:
+            stored = await store.get(conn, listing_id)
+        if stored is None:
+            raise service.NotFound(listing_id)
+        if not who.acts_for(stored.listing.authority):
+            raise PermissionError(f"this token does not act for {stored.listing.authority}")
+        return stored
+
+    @app.get("/v1/listings/{listing_id}")
+    async def get_listing(listing_id: str, who: Auth) -> dict[str, Any]:
+        return {"listing": listing_json((await readable(listing_id, who)).listing)}
+
+    @app.get("/v1/listings/{listing_id}/history")
+    async def get_history(listing_id: str, who: Auth) -> dict[str, Any]:
+        await readable(listing_id, who)
+        async with state["pool"].acquire() as conn:
+            entries = await store.history(conn, listing_id)
+        return {"listing_id": listing_id, "history": entries}
+
+    @app.get("/v1/listings")
+    async def list_listings(
+        who: Auth,
+        status: Annotated[str | None, Query(pattern="^(active|revoked)$")] = None,
+        page: Annotated[int, Query(ge=1, le=100000)] = 1,
+    ) -> dict[str, Any]:
+        like = who.pattern[:-1] + "%" if who.pattern.endswith(".*") else who.pattern
+        async with state["pool"].acquire() as conn:
+            listings = await store.page(conn, status, [like], PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        return {"listings": [listing_json(x) for x in listings], "page": page, "page_size": PAGE_SIZE}
+
+    return app

@@ -1,0 +1,6 @@
+"""The city-pilot publisher service: `uvicorn services.publishers.city_pilot.app:app`."""
+
+from services.publishers.app import create_app
+from services.publishers.city_pilot.rules import rules_for
+
+app = create_app("city", rules_for)

@@ -1,0 +1,126 @@
+"""Outbox relay: sends committed outbox records to Kafka, signed per batch, and marks them sent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from schemas.catalogue import authority_matches
+from schemas.events import Header
+from services.kit import metrics
+from services.kit.signing import SigningKey, sign_batch
+from services.publishers import store
+
+log = logging.getLogger(__name__)
+
+
+class Signer:
+    """The private keys a publisher holds, chosen per authority by the patterns the keyring gives them."""
+
+    def __init__(self, keys: Mapping[str, tuple[SigningKey, tuple[str, ...]]]) -> None:
+        self._keys = keys
+
+    def key_for(self, authority: str) -> SigningKey:
+        for key, patterns in self._keys.values():
+            if any(authority_matches(p, authority) for p in patterns):
+                return key
+        raise LookupError(f"no signing key covers {authority}: add one to the keys directory and keyring")
+
+
+def producer(bootstrap_servers: str) -> AIOKafkaProducer:
+    # Idempotent producer, acks from all in-sync replicas: a retried send is never written twice.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=1 << 20,
+        request_timeout_ms=15000,
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        signer: Signer,
+        bootstrap_servers: str,
+        service: str,
+        batch_size: int = 1000,
+        idle_wait: float = 1.0,
+    ) -> None:
+        self.pool = pool
+        self.signer = signer
+        self.bootstrap_servers = bootstrap_servers
+        self.service = service
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+        self.connected = False
+        self._wake = asyncio.Event()
+
+    def wake(self, *_: object) -> None:
+        self._wake.set()
+
+    async def relay_once(self, kafka: AIOKafkaProducer) -> int:
+        """Send one batch of pending records; they are marked sent only once Kafka acknowledged every one."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            pending = await store.claim_pending(conn, self.batch_size)
+            if not pending:
+                return 0
+            by_authority: dict[str, list[store.OutboxRecord]] = defaultdict(list)
+            for record in pending:
+                by_authority[record.authority].append(record)
+            sends = []
+            for authority, records in by_authority.items():
+                headers = sign_batch(self.signer.key_for(authority), authority, [r.value for r in records])
+                for record, signed in zip(records, headers, strict=True):
+                    all_headers = [
+                        (Header.CONTENT_TYPE.value, b"application/json"),
+                        (Header.EVENT_TYPE.value, record.event_type.encode()),
+                        *((str(k), v.encode()) for k, v in signed.items()),
+                    ]
+                    sends.append(await kafka.send(record.topic, record.value, key=record.key.encode(), headers=all_headers))
+            await asyncio.gather(*sends)
+            await store.mark_sent(conn, [r.id for r in pending])
+        metrics.OUTBOX_SENT.labels(self.service).inc(len(pending))
+        return len(pending)
+
+    async def run(self) -> None:
+        """Relay forever: woken by NOTIFY, polling as a fallback, retrying Kafka with backoff."""
+        listener = await self.pool.acquire()
+        await listener.add_listener(store.OUTBOX_CHANNEL, self.wake)
+        backoff = 0.5
+        try:
+            while True:
+                kafka = producer(self.bootstrap_servers)
+                try:
+                    await kafka.start()
+                    self.connected, backoff = True, 0.5
+                    while True:
+                        self._wake.clear()
+                        sent = await self.relay_once(kafka)
+                        if sent == 0:
+                            await self._report_backlog()
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(self._wake.wait(), self.idle_wait)
+                except (KafkaError, OSError, asyncpg.PostgresError) as exc:
+                    self.connected = False
+                    log.warning("outbox relay paused: %s; retrying in %.1fs", exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                finally:
+                    await kafka.stop()
+        finally:
+            await listener.remove_listener(store.OUTBOX_CHANNEL, self.wake)
+            await self.pool.release(listener)
+
+    async def _report_backlog(self) -> None:
+        async with self.pool.acquire() as conn:
+            metrics.OUTBOX_BACKLOG.labels(self.service).set(await store.backlog(conn))

@@ -1,0 +1,213 @@
+"""Publisher use cases: issue, amend and revoke a listing; each writes state, history and outbox atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+
+from schemas.catalogue import Family, may_publish
+from schemas.events import EventType, LegalBasis, Listing, ListingEvent, Revocation, Status, Subject, SubjectKind
+from services.kit.subjects import id_hash, mask_id, mask_name
+from services.publishers import store
+from services.publishers.requests import AmendRequest, IssueRequest, RevokeRequest
+from services.publishers.rules import ListRules, RuleViolation, Terms
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """One authority family's service: its topic, its legal rules, the subject hash key."""
+
+    family: Family
+    rules_for: Callable[[str], ListRules | None]
+    subject_hash_key: bytes
+
+    def rules(self, authority: str, list_id: str) -> ListRules:
+        if not authority.startswith(self.family.authority_prefix):
+            raise RuleViolation("authority", f"the {self.family.service} service does not host {authority}")
+        rules = self.rules_for(list_id)
+        if rules is None or not may_publish(authority, list_id):
+            raise RuleViolation("list", f"{authority} may not publish list {list_id!r}")
+        return rules
+
+    def subject(self, kind: SubjectKind, raw_id: str, name: str) -> Subject:
+        return Subject(
+            kind=kind,
+            id_hash=id_hash(self.subject_hash_key, kind.value, raw_id),
+            id_masked=mask_id(raw_id),
+            display_name=mask_name(name),
+        )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _event(event_type: EventType, listing: Listing, now: datetime) -> ListingEvent:
+    return ListingEvent(event_id=uuid4(), event_type=event_type, schema_version=1, occurred_at=now, listing=listing)
+
+
+async def _listing_id(conn: asyncpg.Connection, authority: str, now: datetime) -> str:
+    return f"{authority}:{now.year}-{await store.next_number(conn):06d}"
+
+
+def evolve(listing: Listing, **changes: Any) -> Listing:
+    """A new state of the listing, validated like any record on the wire."""
+    return Listing.model_validate(listing.model_dump() | changes)
+
+
+def _with_terms(listing: Listing, terms: Terms, **changes: Any) -> Listing:
+    return evolve(
+        listing,
+        restrictions=terms.restrictions,
+        scope=terms.scope,
+        effective_from=terms.effective_from,
+        expires_at=terms.expires_at,
+        **changes,
+    )
+
+
+def _summary(listing: Listing) -> dict[str, Any]:
+    return {
+        "status": listing.status.value,
+        "restrictions": [r.value for r in listing.restrictions],
+        "scope": listing.scope,
+        "effective_from": listing.effective_from.isoformat(),
+        "expires_at": listing.expires_at.isoformat(),
+    }
+
+
+def _diff(before: Listing, after: Listing) -> dict[str, Any]:
+    old, new = _summary(before), _summary(after)
+    return {k: {"from": old[k], "to": new[k]} for k in new if old[k] != new[k]}
+
+
+async def issue(
+    pool: asyncpg.Pool, publisher: Publisher, request: IssueRequest, actor: str, now: datetime | None = None
+) -> tuple[Listing, list[Listing]]:
+    """Put a subject on a list; an organization's legal representative gets a listing of its own, same case."""
+    now = now or utc_now()
+    rules = publisher.rules(request.authority, request.list)
+    terms = rules.issue(request, now)
+    subjects = [(request.subject.kind, request.subject.id, request.subject.name)]
+    if request.legal_representative is not None:
+        rep = request.legal_representative
+        subjects.append((SubjectKind.PERSON, rep.id, rep.name))
+    created: list[Listing] = []
+    async with pool.acquire() as conn, conn.transaction():
+        for kind, raw_id, name in subjects:
+            listing = Listing(
+                listing_id=await _listing_id(conn, request.authority, now),
+                version=1,
+                list=request.list,
+                authority=request.authority,
+                status=Status.ACTIVE,
+                subject=publisher.subject(kind, raw_id, name),
+                restrictions=terms.restrictions,
+                scope=terms.scope,
+                legal_basis=request.legal_basis,
+                effective_from=terms.effective_from,
+                expires_at=terms.expires_at,
+            )
+            change: dict[str, Any] = {"issued": _summary(listing)}
+            if created:
+                change["legal_representative_of"] = created[0].listing_id
+            await store.save(
+                conn,
+                store.StoredListing(listing, raw_id.strip().upper(), name.strip(), 0),
+                _event(EventType.ISSUED, listing, now),
+                topic=publisher.family.topic,
+                actor=actor,
+                change=change,
+            )
+            created.append(listing)
+    return created[0], created[1:]
+
+
+async def _change(
+    pool: asyncpg.Pool,
+    publisher: Publisher,
+    listing_id: str,
+    may_act: Callable[[str], bool],
+    make: Callable[[store.StoredListing], tuple[Listing, int, EventType]],
+    actor: str,
+    now: datetime,
+) -> Listing:
+    async with pool.acquire() as conn, conn.transaction():
+        current = await store.get(conn, listing_id, for_update=True)
+        if current is None:
+            raise NotFound(listing_id)
+        if not may_act(current.listing.authority):
+            raise PermissionError(f"this token does not act for {current.listing.authority}")
+        if current.listing.status is Status.REVOKED:
+            raise Conflict(f"{listing_id} is revoked; a revoked listing does not change again")
+        updated, extensions, event_type = make(current)
+        event = _event(event_type, updated, now)
+        await store.save(
+            conn,
+            store.StoredListing(updated, current.subject_id, current.subject_name, extensions),
+            event,
+            topic=publisher.family.topic,
+            actor=actor,
+            change=_diff(current.listing, updated) | ({"reason": updated.revocation.reason.value} if updated.revocation else {}),
+        )
+        return updated
+
+
+async def amend(
+    pool: asyncpg.Pool,
+    publisher: Publisher,
+    listing_id: str,
+    request: AmendRequest,
+    may_act: Callable[[str], bool],
+    actor: str,
+    now: datetime | None = None,
+) -> Listing:
+    if request.expires_at is None and request.restrictions is None:
+        raise RuleViolation("expires_at", "an amendment changes expires_at and/or restrictions")
+    moment = now or utc_now()
+
+    def make(current: store.StoredListing) -> tuple[Listing, int, EventType]:
+        old = current.listing
+        terms, extensions = publisher.rules(old.authority, old.list).amend(old, request, current.extensions)
+        basis: LegalBasis = request.legal_basis or old.legal_basis
+        return _with_terms(old, terms, version=old.version + 1, legal_basis=basis), extensions, EventType.AMENDED
+
+    return await _change(pool, publisher, listing_id, may_act, make, actor, moment)
+
+
+async def revoke(
+    pool: asyncpg.Pool,
+    publisher: Publisher,
+    listing_id: str,
+    request: RevokeRequest,
+    may_act: Callable[[str], bool],
+    actor: str,
+    now: datetime | None = None,
+) -> Listing:
+    moment = now or utc_now()
+
+    def make(current: store.StoredListing) -> tuple[Listing, int, EventType]:
+        old = current.listing
+        updated = evolve(
+            old,
+            version=old.version + 1,
+            status=Status.REVOKED,
+            revocation=Revocation(reason=request.reason, at=moment),
+            legal_basis=request.legal_basis or old.legal_basis,
+        )
+        return updated, current.extensions, EventType.REVOKED
+
+    return await _change(pool, publisher, listing_id, may_act, make, actor, moment)

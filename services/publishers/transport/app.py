@@ -1,0 +1,6 @@
+"""The transport publisher service: `uvicorn services.publishers.transport.app:app`."""
+
+from services.publishers.app import create_app
+from services.publishers.transport.rules import rules_for
+
+app = create_app("transport", rules_for)

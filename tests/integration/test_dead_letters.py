@@ -1,0 +1,135 @@
+"""Every dead-letter reason of CONTRACT section 6, produced by crafted records on the real listing topic."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
+from services.kit.signing import SigningKey, sign_batch
+from services.kit.subjects import id_hash
+from tests.conftest import Infra
+from tests.integration.helpers import court_listing, fresh_person, wait_for_answer
+
+pytestmark = pytest.mark.integration
+TOPIC = "court.listings.v1"
+
+
+def event_value(listing_id: str, authority: str = "court.bj-1st-intermediate", subject_id: str = "110101198001011234") -> bytes:
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "listing.issued",
+        "schema_version": 1,
+        "occurred_at": "2026-11-26T10:00:00Z",
+        "listing": {
+            "listing_id": listing_id,
+            "version": 1,
+            "list": "court.dishonest_debtor",
+            "authority": authority,
+            "status": "active",
+            "subject": {
+                "kind": "person",
+                "id_hash": id_hash(DEFAULT_SUBJECT_HASH_KEY.encode(), "person", subject_id),
+                "id_masked": "110101********1234",
+                "display_name": "Test *",
+            },
+            "restrictions": ["FLIGHT"],
+            "scope": "national",
+            "legal_basis": {"case_number": "(2026) DLQ 1"},
+            "effective_from": "2026-01-01T00:00:00Z",
+            "expires_at": "2099-01-01T00:00:00Z",
+            "revocation": None,
+        },
+    }
+    return json.dumps(event).encode()
+
+
+def signed(key: SigningKey, authority: str, value: bytes) -> list[tuple[str, bytes]]:
+    headers = sign_batch(key, authority, [value])[0]
+    return [("content-type", b"application/json"), *((str(k), v.encode()) for k, v in headers.items())]
+
+
+async def read_dlq(bootstrap: str, consumer: str, keys: set[bytes], timeout: float = 30.0) -> dict[bytes, dict[str, bytes]]:
+    """Headers of the DLQ records carrying `keys`, read from the start of the consumer's dead-letter topic."""
+    reader = AIOKafkaConsumer(
+        f"{consumer}.dlq.v1", bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
+    await reader.start()
+    found: dict[bytes, dict[str, bytes]] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while set(found) != keys and time.monotonic() < deadline:
+            batch = await reader.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    if r.key in keys:
+                        found[r.key] = dict(r.headers) | {"__value": r.value}
+    finally:
+        await reader.stop()
+    return found
+
+
+async def test_each_bad_record_is_dead_lettered_with_its_reason_and_the_consumer_goes_on(
+    services: dict[str, str], infra: Infra
+) -> None:
+    court = SigningKey.load(infra.home / "keys", "court-dev")
+    city = SigningKey.load(infra.home / "keys", "city-dev")
+    run = uuid.uuid4().hex[:8]
+    authority = "court.bj-1st-intermediate"
+
+    def lid(name: str) -> str:
+        return f"{authority}:dlq-{run}-{name}"
+
+    good = event_value(lid("tampered"))
+    unknown, foreign, mismatched = event_value(lid("unknown")), event_value(lid("city")), event_value(lid("other"))
+    not_json, not_event = b"\xff{not json", b'{"event_id": 1}'
+    cases: dict[str, tuple[bytes, bytes, list[tuple[str, bytes]]]] = {
+        "invalid_json": (lid("json").encode(), not_json, signed(court, authority, not_json)),
+        "invalid_schema": (lid("schema").encode(), not_event, signed(court, authority, not_event)),
+        "bad_signature": (lid("tampered").encode(), good.replace(b'"FLIGHT"', b'"VEHICLE"'), signed(court, authority, good)),
+        "unknown_key": (
+            lid("unknown").encode(),
+            unknown,
+            [(k, b"nobody-key" if k == "x-key-id" else v) for k, v in signed(court, authority, unknown)],
+        ),
+        # A valid signature by the city key, vouching for a city, on a court listing.
+        "unauthorized_authority": (lid("city").encode(), foreign, signed(city, "city.hangzhou", foreign)),
+        "key_mismatch": (f"{lid('other')}-x".encode(), mismatched, signed(court, authority, mismatched)),
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    await producer.start()
+    try:
+        for key, value, headers in cases.values():
+            await producer.send_and_wait(TOPIC, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+    for consumer in ("airline", "admissions"):
+        letters = await read_dlq(infra.bootstrap_servers, consumer, {k for k, _, _ in cases.values()})
+        for reason, (key, value, headers) in cases.items():
+            assert key in letters, f"{consumer} did not dead-letter the {reason} record"
+            letter = letters[key]
+            assert letter["x-dlq-reason"] == reason.encode(), (reason, letter.get("x-dlq-detail"))
+            assert letter["__value"] == value, "the DLQ keeps the original value bytes"
+            assert letter["x-dlq-source"].startswith(f"{TOPIC}/".encode())
+            assert letter["x-dlq-detail"]
+            for name, original in headers:
+                assert letter[name] == original, f"original header {name} kept"
+
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        applied = await conn.fetchval("SELECT count(*) FROM airline.listings WHERE listing_id LIKE $1", f"%dlq-{run}%")
+    finally:
+        await conn.close()
+    assert applied == 0, "a dead-lettered record touched the copy"
+
+    debtor = fresh_person()
+    async with httpx.AsyncClient(timeout=10) as client:
+        await court_listing(client, services, debtor)
+        await wait_for_answer(client, services["airline"], debtor, "board_flight", allowed=False)
