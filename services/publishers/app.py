@@ -74,9 +74,7 @@ def create_app(family_name: str, rules_for: Callable[[str], ListRules | None], s
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, family.service, max_size=10)
-        relay = OutboxRelay(
-            pool, load_signer(settings, family.authority_prefix), settings.kafka_bootstrap_servers, family.service
-        )
+        relay = OutboxRelay(pool, load_signer(settings, family.authority_prefix), settings, family.service)
         task = asyncio.create_task(relay.run(), name=f"{family.service}-outbox-relay")
         state.update(pool=pool, relay=relay)
         try:

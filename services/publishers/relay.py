@@ -15,6 +15,8 @@ from aiokafka.errors import KafkaError
 from schemas.catalogue import authority_matches
 from schemas.events import Header
 from services.kit import metrics
+from services.kit.kafka import idempotent_producer
+from services.kit.settings import Settings
 from services.kit.signing import SigningKey, sign_batch
 from services.publishers import store
 
@@ -34,31 +36,19 @@ class Signer:
         raise LookupError(f"no signing key covers {authority}: add one to the keys directory and keyring")
 
 
-def producer(bootstrap_servers: str) -> AIOKafkaProducer:
-    # Idempotent producer, acks from all in-sync replicas: a retried send is never written twice.
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=2,
-        max_batch_size=1 << 20,
-        request_timeout_ms=15000,
-    )
-
-
 class OutboxRelay:
     def __init__(
         self,
         pool: asyncpg.Pool,
         signer: Signer,
-        bootstrap_servers: str,
+        settings: Settings,
         service: str,
         batch_size: int = 1000,
         idle_wait: float = 1.0,
     ) -> None:
         self.pool = pool
         self.signer = signer
-        self.bootstrap_servers = bootstrap_servers
+        self.settings = settings
         self.service = service
         self.batch_size = batch_size
         self.idle_wait = idle_wait
@@ -99,7 +89,7 @@ class OutboxRelay:
         backoff = 0.5
         try:
             while True:
-                kafka = producer(self.bootstrap_servers)
+                kafka = idempotent_producer(self.settings, max_batch_size=1 << 20)
                 try:
                     await kafka.start()
                     self.connected, backoff = True, 0.5
