@@ -63,11 +63,12 @@ async def wait_for_answer(
 
 async def wait_caught_up(bootstrap_servers: str, group: str, topic: str, timeout: float = 30.0) -> None:
     """Wait until `group` has committed every record now in `topic` (end offsets read on entry)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka import TopicPartition
 
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    from tests import kafka_clients
+
+    probe = kafka_clients.consumer(bootstrap_servers)
+    admin = kafka_clients.admin(bootstrap_servers)
     await probe.start()
     await admin.start()
     try:

@@ -9,11 +9,11 @@ import uuid
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
 from services.kit.signing import SigningKey, sign_batch
 from services.kit.subjects import id_hash
+from tests import kafka_clients
 from tests.conftest import Infra
 from tests.integration.helpers import court_listing, fresh_person, wait_for_answer
 
@@ -57,8 +57,8 @@ def signed(key: SigningKey, authority: str, value: bytes) -> list[tuple[str, byt
 
 async def read_dlq(bootstrap: str, consumer: str, keys: set[bytes], timeout: float = 30.0) -> dict[bytes, dict[str, bytes]]:
     """Headers of the DLQ records carrying `keys`, read from the start of the consumer's dead-letter topic."""
-    reader = AIOKafkaConsumer(
-        f"{consumer}.dlq.v1", bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    reader = kafka_clients.consumer(
+        bootstrap, f"{consumer}.dlq.v1", auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
     )
     await reader.start()
     found: dict[bytes, dict[str, bytes]] = {}
@@ -102,7 +102,7 @@ async def test_each_bad_record_is_dead_lettered_with_its_reason_and_the_consumer
         "unauthorized_authority": (lid("city").encode(), foreign, signed(city, "city.hangzhou", foreign)),
         "key_mismatch": (f"{lid('other')}-x".encode(), mismatched, signed(court, authority, mismatched)),
     }
-    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    producer = kafka_clients.producer(infra.bootstrap_servers)
     await producer.start()
     try:
         for key, value, headers in cases.values():

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from schemas.catalogue import LISTING_TOPIC_PARTITIONS, all_topics
+from tests import kafka_clients
 from tests.conftest import Infra
 
 
 async def topic_settings(bootstrap_servers: str, names: list[str]) -> dict[str, tuple[int, str]]:
     """name -> (partition count, cleanup.policy) as the cluster reports them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = kafka_clients.admin(bootstrap_servers)
     await admin.start()
     try:
         described = await admin.describe_topics(names)
