@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.catalogue import AUTHORITY_ID, LIST_ID, NATIONAL, REGION, Restriction, may_publish
 
@@ -133,6 +133,13 @@ class ListingEvent(WireModel):
     schema_version: Literal[1]
     occurred_at: UtcDatetime
     listing: Listing
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # True == 1 in Python; on the wire it is not a version
+            raise ValueError("schema_version is an integer")
+        return value
 
     @model_validator(mode="after")
     def _type_matches_state(self) -> ListingEvent:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -13,7 +12,6 @@ from schemas.events import DlqReason, Header, ListingEvent
 from services.kit.signing import Keyring, VerificationError
 
 MAX_VALUE_BYTES = 256 * 1024
-MAX_JSON_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -30,49 +28,32 @@ def headers_of(raw: Sequence[tuple[str, bytes]] | None) -> dict[str, bytes]:
     return found
 
 
-def _depth(text: bytes) -> int:
-    deepest = level = 0
-    in_string = escaped = False
-    for byte in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x7B, 0x5B):
-            level += 1
-            deepest = max(deepest, level)
-        elif byte in (0x7D, 0x5D):
-            level -= 1
-    return deepest
-
-
 def admit(key: bytes | None, value: bytes | None, headers: Mapping[str, bytes], keyring: Keyring) -> ListingEvent:
     """Every check a record must pass before it may touch a copy; raises Rejection with the contract's reason."""
     if not value:
         raise Rejection(DlqReason.INVALID_JSON, "empty value")
     if len(value) > MAX_VALUE_BYTES:
         raise Rejection(DlqReason.INVALID_SCHEMA, f"value of {len(value)} bytes is over {MAX_VALUE_BYTES}")
-    if _depth(value) > MAX_JSON_DEPTH:
-        raise Rejection(DlqReason.INVALID_SCHEMA, f"JSON nested deeper than {MAX_JSON_DEPTH}")
+    # One strict pass parses and validates (UTF-8 only, no type coercion); the signature is checked
+    # before a schema error is reported, so a forged record is named as forged.
+    event: ListingEvent | None = None
+    schema_error: Rejection | None = None
     try:
-        document = json.loads(value)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Rejection(DlqReason.INVALID_JSON, f"not UTF-8 JSON: {exc}") from exc
+        event = ListingEvent.model_validate_json(value, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            # Nesting past the parser's limit is JSON, just not ours: refuse it before any signature work.
+            reason = DlqReason.INVALID_SCHEMA if "recursion limit" in first["msg"] else DlqReason.INVALID_JSON
+            raise Rejection(reason, f"not acceptable UTF-8 JSON: {first['msg']}") from exc
+        where = ".".join(str(p) for p in first["loc"]) or "value"
+        schema_error = Rejection(DlqReason.INVALID_SCHEMA, f"{where}: {first['msg']} ({exc.error_count()} errors)")
     try:
         signed_for = keyring.verify(value, headers)
     except VerificationError as exc:
         raise Rejection(DlqReason(exc.reason), exc.detail) from exc
-    try:
-        event = ListingEvent.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "value"
-        raise Rejection(DlqReason.INVALID_SCHEMA, f"{where}: {first['msg']} ({exc.error_count()} errors)") from exc
+    if schema_error is not None or event is None:
+        raise schema_error or Rejection(DlqReason.INVALID_SCHEMA, "no event")
     listing = event.listing
     if listing.authority != signed_for:
         raise Rejection(

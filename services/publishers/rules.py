@@ -120,4 +120,5 @@ def persons_only(request: IssueRequest, now: datetime) -> None:
         raise RuleViolation("subject.kind", f"{request.list} lists persons only")
     if request.legal_representative is not None:
         raise RuleViolation("legal_representative", "only an organization on a court list has a legal representative")
-    check_person("subject.id", request.subject.id, request.effective_from or now)
+    # Age is judged on the day of the decision: a future start cannot list someone who is a minor today.
+    check_person("subject.id", request.subject.id, min(request.effective_from or now, now))

@@ -47,11 +47,11 @@ class DishonestDebtorRules:
             check_organization("subject.id", request.subject.id)
             if request.legal_representative is None:
                 raise RuleViolation("legal_representative", "an organization's legal representative is listed with it")
-            check_person("legal_representative.id", request.legal_representative.id, start)
+            check_person("legal_representative.id", request.legal_representative.id, min(start, now))
         else:
             if request.legal_representative is not None:
                 raise RuleViolation("legal_representative", "only an organization has a legal representative")
-            check_person("subject.id", request.subject.id, start)
+            check_person("subject.id", request.subject.id, min(start, now))
         if request.scope not in (None, NATIONAL):
             raise RuleViolation("scope", "court listings are national")
         full_term = add_years(start, TERM_YEARS)
