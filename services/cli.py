@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import httpx
 
+from bench.cli import register as register_bench
 from services.kit.settings import DEFAULT_TOKENS, Settings
 from services.topology import SERVICES
 
@@ -133,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--at")
     check.add_argument("--url", help="consumer base URL (default http://127.0.0.1:<its port>)")
     check.set_defaults(func=cmd_check)
+    register_bench(sub)
     return root
 
 

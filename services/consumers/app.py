@@ -65,12 +65,19 @@ async def raw_decoder(message: Any, _original: Callable[..., Any]) -> Any:
     return None
 
 
-def build_broker(policy: ConsumerPolicy, settings: Settings, keeper: Callable[[], CopyKeeper | None]) -> KafkaBroker:
+def build_broker(
+    policy: ConsumerPolicy,
+    settings: Settings,
+    keeper: Callable[[], CopyKeeper | None],
+    topics: tuple[str, ...] = LISTING_TOPICS,
+    group_id: str | None = None,
+) -> KafkaBroker:
+    """The consumer's subscriber; topics and group default to the contract's (benchmarks and rebuilds pass others)."""
     broker = kafka_broker(settings, client_id=f"blacklist-sync-{policy.name}")
 
     @broker.subscriber(
-        *LISTING_TOPICS,
-        group_id=policy.name,
+        *topics,
+        group_id=group_id or policy.name,
         batch=True,
         max_records=BATCH_RECORDS,
         batch_timeout_ms=50,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,7 +54,7 @@ class ConsumerPolicy:
     regions: frozenset[str] | None = None
     payer_only: bool = False
 
-    @property
+    @functools.cached_property
     def relevant(self) -> frozenset[Restriction]:
         codes: set[Restriction] = set()
         for action in self.actions.values():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,31 +28,44 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def _split(n: int) -> int:
-    """Largest power of two strictly smaller than n (RFC 6962 section 2.1)."""
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
+def tree_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """Every level of the RFC 6962 tree, leaves first; an odd last node is carried up unhashed,
+    which yields exactly the tree of RFC 6962's split at the largest power of two."""
+    if not leaves:
+        raise ValueError("a batch holds at least one record")
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        above = [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+        if len(below) % 2:
+            above.append(below[-1])
+        levels.append(above)
+    return levels
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
-    if not leaves:
-        raise ValueError("a batch holds at least one record")
-    if len(leaves) == 1:
-        return leaves[0]
-    k = _split(len(leaves))
-    return node_hash(merkle_root(leaves[:k]), merkle_root(leaves[k:]))
+    return tree_levels(leaves)[-1][0]
+
+
+def _path(index: int, levels: list[list[bytes]]) -> list[bytes]:
+    path = []
+    for level in levels[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            path.append(level[sibling])
+        index >>= 1
+    return path
 
 
 def audit_path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     """Sibling hashes from leaf to root, RFC 6962 PATH(m, D[n])."""
-    if len(leaves) <= 1:
-        return []
-    k = _split(len(leaves))
-    if index < k:
-        return [*audit_path(index, leaves[:k]), merkle_root(leaves[k:])]
-    return [*audit_path(index - k, leaves[k:]), merkle_root(leaves[:k])]
+    return _path(index, tree_levels(leaves))
+
+
+def audit_paths(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """The audit path of every leaf, from one pass over the tree: O(n log n) for a batch."""
+    levels = tree_levels(leaves)
+    return [_path(i, levels) for i in range(len(leaves))]
 
 
 def root_from_path(leaf: bytes, index: int, size: int, path: Sequence[bytes]) -> bytes | None:
@@ -103,7 +115,8 @@ class SigningKey:
 def sign_batch(key: SigningKey, authority: str, values: Sequence[bytes]) -> list[dict[str, str]]:
     """Sign values as one batch; return the signature headers of each record, in order."""
     leaves = [leaf_hash(v) for v in values]
-    signature = base64.b64encode(key.sign_root(merkle_root(leaves))).decode()
+    levels = tree_levels(leaves)
+    signature = base64.b64encode(key.sign_root(levels[-1][0])).decode()
     size = str(len(values))
     return [
         {
@@ -111,7 +124,7 @@ def sign_batch(key: SigningKey, authority: str, values: Sequence[bytes]) -> list
             Header.KEY_ID: key.key_id,
             Header.MERKLE_SIZE: size,
             Header.MERKLE_INDEX: str(i),
-            Header.MERKLE_PATH: base64.b64encode(b"".join(audit_path(i, leaves))).decode(),
+            Header.MERKLE_PATH: base64.b64encode(b"".join(_path(i, levels))).decode(),
             Header.SIGNATURE: signature,
         }
         for i in range(len(values))
@@ -142,7 +155,9 @@ class Keyring:
 
     def __init__(self, keys: Sequence[TrustedKey], cache_size: int = 65536) -> None:
         self._keys = {k.key_id: k for k in keys}
-        self._verified: OrderedDict[tuple[str, bytes, bytes], None] = OrderedDict()
+        # Nodes of verified batch trees, by (key id, signature, size) and (level, position); bounded.
+        self._nodes: dict[tuple[tuple[str, bytes, int], int, int], bytes] = {}
+        self._coverage: dict[tuple[str, str], bool] = {}
         self._cache_size = cache_size
         self.verifications = 0  # Ed25519 verifications actually performed, for metrics and tests
 
@@ -167,40 +182,85 @@ class Keyring:
         return sorted(self._keys)
 
     def verify(self, value: bytes, headers: Mapping[str, bytes]) -> str:
-        """Check a record's signature headers; return the authority the key vouches for, or raise."""
+        """Check a record's signature headers; return the authority the key vouches for, or raise.
+
+        Records of one signed batch share its upper tree: once a batch verified, a record proves its
+        leaf only up to the first node already known to be in that verified tree."""
         key_id = _text(headers, Header.KEY_ID)
         authority = _text(headers, Header.AUTHORITY)
         key = self._keys.get(key_id)
         if key is None:
             raise VerificationError("unknown_key", f"key id {key_id!r} is not in the keyring")
-        if not key.covers(authority):
+        if not self._covers(key, authority):
             raise VerificationError("unauthorized_authority", f"key {key_id} does not cover authority {authority!r}")
+        signature_text = headers.get(Header.SIGNATURE)
         try:
             size = int(_text(headers, Header.MERKLE_SIZE))
             index = int(_text(headers, Header.MERKLE_INDEX))
             path_bytes = base64.b64decode(headers.get(Header.MERKLE_PATH, b""), validate=True)
-            signature = base64.b64decode(_text(headers, Header.SIGNATURE), validate=True)
+            if signature_text is None:
+                raise ValueError("header x-signature is missing")
         except (ValueError, TypeError) as exc:
             raise VerificationError("bad_signature", f"malformed signature headers: {exc}") from exc
-        if size < 1 or size > 1 << 20 or len(path_bytes) % HASH_SIZE or len(path_bytes) > 64 * HASH_SIZE:
-            raise VerificationError("bad_signature", "merkle size or path length out of range")
-        path = [path_bytes[i : i + HASH_SIZE] for i in range(0, len(path_bytes), HASH_SIZE)]
-        root = root_from_path(leaf_hash(value), index, size, path)
+        if not 0 <= index < size <= 1 << 20 or len(path_bytes) % HASH_SIZE or len(path_bytes) > 64 * HASH_SIZE:
+            raise VerificationError("bad_signature", "merkle index, size or path length out of range")
+        batch = (key_id, signature_text, size)
+        computed, root = self._climb(batch, leaf_hash(value), index, size, path_bytes)
         if root is None:
-            raise VerificationError("bad_signature", "audit path does not fit the merkle index and size")
-        cache_key = (key_id, signature, root)
-        if cache_key in self._verified:
-            self._verified.move_to_end(cache_key)
-            return authority
+            root = computed[-1][2]
+            self._verify_root(key, signature_text, root)
+        for node in computed:
+            self._nodes[(batch, node[0], node[1])] = node[2]
+        if len(self._nodes) > self._cache_size * 16:
+            self._nodes.clear()
+        return authority
+
+    def _covers(self, key: TrustedKey, authority: str) -> bool:
+        known = self._coverage.get((key.key_id, authority))
+        if known is None:
+            known = self._coverage[(key.key_id, authority)] = key.covers(authority)
+        return known
+
+    def _climb(
+        self, batch: tuple[str, bytes, int], leaf: bytes, index: int, size: int, path_bytes: bytes
+    ) -> tuple[list[tuple[int, int, bytes]], bytes | None]:
+        """Hash from the leaf towards the root (RFC 6962 shape, odd last nodes carried up). Returns the
+        nodes computed and, when a node of an already verified tree was met, that tree's root."""
+        computed: list[tuple[int, int, bytes]] = []
+        node, level, width, used = leaf, 0, size, 0
+        if size == 1 and not path_bytes and self._nodes.get((batch, 0, 0)) == leaf:
+            return computed, leaf
+        while width > 1:
+            sibling = index ^ 1
+            if sibling < width:
+                if used + HASH_SIZE > len(path_bytes):
+                    raise VerificationError("bad_signature", "audit path too short for the merkle index and size")
+                other = path_bytes[used : used + HASH_SIZE]
+                used += HASH_SIZE
+                node = node_hash(other, node) if index & 1 else node_hash(node, other)
+            index, width, level = index >> 1, (width + 1) >> 1, level + 1
+            known = self._nodes.get((batch, level, index))
+            if known is not None:
+                if known != node:
+                    raise VerificationError("bad_signature", "record does not belong to the signed batch it names")
+                return computed, known
+            computed.append((level, index, node))
+        if used != len(path_bytes):
+            raise VerificationError("bad_signature", "audit path too long for the merkle index and size")
+        if not computed:  # a batch of one: the leaf is the root
+            computed.append((0, 0, node))
+        return computed, None
+
+    def _verify_root(self, key: TrustedKey, signature_text: bytes, root: bytes) -> None:
+        try:
+            signature = base64.b64decode(signature_text, validate=True)
+        except ValueError as exc:
+            raise VerificationError("bad_signature", f"malformed x-signature: {exc}") from exc
         try:
             self.verifications += 1
             key.public_key.verify(signature, SIGNATURE_CONTEXT + root)
         except InvalidSignature as exc:
-            raise VerificationError("bad_signature", f"signature by {key_id} does not verify") from exc
-        self._verified[cache_key] = None
-        if len(self._verified) > self._cache_size:
-            self._verified.popitem(last=False)
-        return authority
+            raise VerificationError("bad_signature", f"signature by {key.key_id} does not verify") from exc
 
 
 def _text(headers: Mapping[str, bytes], name: str) -> str:
