@@ -62,6 +62,7 @@ class CopyKeeper:
         name = self.policy.name
         metrics.EVENTS_APPLIED.labels(name, "applied").inc(applied)
         metrics.EVENTS_APPLIED.labels(name, "no_op").inc(accepted - applied)
+        metrics.LAST_APPLIED.labels(name).set_to_current_time()
         now = datetime.now(UTC)
         histogram = metrics.PUBLISH_TO_APPLY.labels(name)
         # A sample of each batch: observing every record would cost more than verifying it at replay speed.

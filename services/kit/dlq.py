@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 
@@ -34,15 +35,30 @@ async def dead_letter(
     sends = []
     for record, rejection in rejected:
         log.warning(
-            "dead-lettered %s/%s/%s: %s (%s)",
+            "dead-lettered %s/%s/%s: %s",
             record.topic,
             record.partition,
             record.offset,
             rejection.reason.value,
-            rejection.detail,
+            extra={
+                "reason": rejection.reason.value,
+                "detail": rejection.detail,
+                "listing_id": (record.key or b"").decode("utf-8", errors="replace"),
+                "event_id": _event_id(record.value),
+            },
         )
         sends.append(
             await producer.send(dlq_topic(consumer), record.value, key=record.key, headers=dlq_headers(record, rejection))
         )
         metrics.DEAD_LETTERED.labels(consumer, rejection.reason.value).inc()
     await asyncio.gather(*sends)
+
+
+def _event_id(value: bytes | None) -> str | None:
+    """The event_id of a rejected value when it is readable at all; dead letters are often not."""
+    try:
+        document = json.loads(value or b"")
+    except ValueError:
+        return None
+    found = document.get("event_id") if isinstance(document, dict) else None
+    return found if isinstance(found, str) else None

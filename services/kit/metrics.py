@@ -24,3 +24,11 @@ OUTBOX_BACKLOG = Gauge("blacklist_outbox_backlog", "Outbox records not yet sent 
 LISTINGS_PUBLISHED = Counter(
     "blacklist_listings_changed_total", "Listing changes accepted by a publisher", ["service", "event_type"]
 )
+CONSUMER_LAG = Gauge(
+    "blacklist_consumer_lag",
+    "Records in the partition not yet applied (high watermark - next offset)",
+    ["consumer", "topic", "partition"],
+)
+LAST_APPLIED = Gauge(
+    "blacklist_copy_last_applied_timestamp_seconds", "When the consumer last committed a batch to its copy", ["consumer"]
+)

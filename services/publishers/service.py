@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ from services.kit.subjects import id_hash, mask_id, mask_name
 from services.publishers import store
 from services.publishers.requests import AmendRequest, IssueRequest, RevokeRequest
 from services.publishers.rules import ListRules, RuleViolation, Terms
+
+log = logging.getLogger(__name__)
 
 
 class NotFound(LookupError):
@@ -106,6 +109,7 @@ async def issue(
         rep = request.legal_representative
         subjects.append((SubjectKind.PERSON, rep.id, rep.name))
     created: list[Listing] = []
+    written: list[ListingEvent] = []
     async with pool.acquire() as conn, conn.transaction():
         for kind, raw_id, name in subjects:
             listing = Listing(
@@ -124,15 +128,19 @@ async def issue(
             change: dict[str, Any] = {"issued": _summary(listing)}
             if created:
                 change["legal_representative_of"] = created[0].listing_id
+            event = _event(EventType.ISSUED, listing, now)
+            written.append(event)
             await store.save(
                 conn,
                 store.StoredListing(listing, raw_id.strip().upper(), name.strip(), 0),
-                _event(EventType.ISSUED, listing, now),
+                event,
                 topic=publisher.family.topic,
                 actor=actor,
                 change=change,
             )
             created.append(listing)
+    for event in written:
+        _log_committed(event, actor)
     return created[0], created[1:]
 
 
@@ -163,7 +171,18 @@ async def _change(
             actor=actor,
             change=_diff(current.listing, updated) | ({"reason": updated.revocation.reason.value} if updated.revocation else {}),
         )
-        return updated
+    _log_committed(event, actor)
+    return updated
+
+
+def _log_committed(event: ListingEvent, actor: str) -> None:
+    log.info(
+        "%s %s v%d committed with its outbox record",
+        event.event_type.value,
+        event.listing.listing_id,
+        event.listing.version,
+        extra={"event_id": str(event.event_id), "listing_id": event.listing.listing_id, "actor": actor},
+    )
 
 
 async def amend(
