@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from services.consumers import store
 from services.consumers.policy import ConsumerPolicy
+from services.consumers.retention import past_retention, retention_from_env
 from services.kit import metrics
 from services.kit.dlq import dead_letter
 from services.kit.intake import Rejection, admit, headers_of
@@ -29,8 +30,16 @@ class BatchOutcome:
 
 
 class CopyKeeper:
-    def __init__(self, policy: ConsumerPolicy, pool: asyncpg.Pool, keyring: Keyring, dlq: AIOKafkaProducer) -> None:
+    def __init__(
+        self,
+        policy: ConsumerPolicy,
+        pool: asyncpg.Pool,
+        keyring: Keyring,
+        dlq: AIOKafkaProducer,
+        retention: timedelta | None = None,
+    ) -> None:
         self.policy = policy
+        self.retention = retention if retention is not None else retention_from_env()
         self.pool = pool
         self.keyring = keyring
         self.dlq = dlq
@@ -40,6 +49,7 @@ class CopyKeeper:
         changes: list[store.Change] = []
         rejected: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = []
         occurred: list[datetime] = []
+        now = datetime.now(UTC)
         for record in records:
             try:
                 event = admit(record.key, record.value, headers_of(record.headers), self.keyring)
@@ -47,7 +57,10 @@ class CopyKeeper:
                 rejected.append((record, rejection))
                 continue
             listing = event.listing
-            changes.append(store.Change(listing.listing_id, listing.version, self.policy.project(listing)))
+            row = self.policy.project(listing)
+            if row is not None and past_retention(row.expires_at, self.retention, now):
+                row = None  # replaying an old record must not bring back data the retention sweep removed
+            changes.append(store.Change(listing.listing_id, listing.version, row))
             occurred.append(event.occurred_at)
         if rejected:
             await dead_letter(self.dlq, self.policy.name, rejected)

@@ -119,3 +119,17 @@ async def snapshot(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Reco
             " case_number, effective_from, expires_at FROM listings ORDER BY listing_id"
         )
     )
+
+
+SWEEP_EXPIRED = """
+UPDATE listings
+   SET list = NULL, authority = NULL, subject_kind = NULL, id_hash = NULL, id_masked = NULL, restrictions = NULL,
+       scope = NULL, case_number = NULL, effective_from = NULL, expires_at = NULL, applied_at = now()
+ WHERE listing_id IN (SELECT listing_id FROM listings WHERE id_hash IS NOT NULL AND expires_at < $1 LIMIT $2)
+RETURNING listing_id
+"""
+
+
+async def sweep_expired(conn: asyncpg.Connection | asyncpg.Pool, expired_before: datetime, limit: int = 10_000) -> int:
+    """Turn listings that expired before `expired_before` into version markers (personal data removed)."""
+    return len(await conn.fetch(SWEEP_EXPIRED, expired_before, limit))
