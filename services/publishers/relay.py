@@ -61,6 +61,8 @@ class OutboxRelay:
     async def relay_once(self, kafka: AIOKafkaProducer) -> int:
         """Send one batch of pending records; they are marked sent only once Kafka acknowledged every one."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if not await store.take_relay_turn(conn):
+                return 0  # another instance of this service is sending; one at a time keeps versions in order
             pending = await store.claim_pending(conn, self.batch_size)
             if not pending:
                 return 0

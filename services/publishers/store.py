@@ -138,6 +138,12 @@ class OutboxRecord:
     event_type: str
 
 
+async def take_relay_turn(conn: asyncpg.Connection) -> bool:
+    """One relay per service at a time (held to the end of the transaction): with two sending at once,
+    version 2 of a listing could reach Kafka before version 1, and compaction would keep the older state."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('outbox-relay:' || current_schema()))"))
+
+
 async def claim_pending(conn: asyncpg.Connection, limit: int) -> list[OutboxRecord]:
     """Lock the oldest unsent records; SKIP LOCKED lets a second relay take the next ones."""
     rows = await conn.fetch(
