@@ -13,10 +13,12 @@ COPY schemas ./schemas
 COPY services ./services
 RUN pip install .
 
-# Keys, keyring and env file live in this directory (a volume shared with the `init` service).
+# Keys, keyring, Kafka credentials and env file live in this directory (a volume shared with the `init` service).
+# /etc/kafka/blacklist-sync is where the `kafka-credentials` one-shot writes the broker's secret files: a named
+# volume mounted there starts out owned by this user, so the one-shot (not root) can write into it.
 RUN useradd --system --uid 10001 --home-dir /var/lib/blacklist-sync blacklist-sync \
-    && mkdir -p /var/lib/blacklist-sync \
-    && chown blacklist-sync: /var/lib/blacklist-sync
+    && mkdir -p /var/lib/blacklist-sync /etc/kafka/blacklist-sync \
+    && chown blacklist-sync: /var/lib/blacklist-sync /etc/kafka/blacklist-sync
 USER blacklist-sync
 VOLUME ["/var/lib/blacklist-sync"]
 

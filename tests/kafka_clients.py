@@ -1,25 +1,45 @@
-"""Kafka clients for tests: every test builds its raw producers, consumers and admin clients here,
-so that connection settings (bootstrap, and credentials once the cluster needs them) live in one place."""
+"""Kafka clients for tests, built in one place: bootstrap servers and the identity each client proves."""
+
+# By default a client acts as the admin identity (a super user): KAFKA_SASL_* from the environment, else the
+# credentials file `blacklist-sync up` wrote in $BLACKLIST_SYNC_HOME. Pass `auth=identity("airline")` to act
+# as one service under its ACLs, or `auth=ANONYMOUS` for a client without credentials.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.kit.settings import KafkaAuth, home_dir, kafka_auth_from_env, local_env
 
-def options(bootstrap_servers: str) -> dict[str, Any]:
-    return {"bootstrap_servers": bootstrap_servers}
-
-
-def producer(bootstrap_servers: str, **extra: Any) -> AIOKafkaProducer:
-    return AIOKafkaProducer(**options(bootstrap_servers), **extra)
+ANONYMOUS = KafkaAuth("PLAINTEXT")
+_TRANSPORT = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM")
 
 
-def consumer(bootstrap_servers: str, *topics: str, **extra: Any) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(*topics, **options(bootstrap_servers), **extra)
+def admin_identity() -> KafkaAuth:
+    return kafka_auth_from_env(None, home_dir())
 
 
-def admin(bootstrap_servers: str, **extra: Any) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(**options(bootstrap_servers), **extra)
+def identity(name: str) -> KafkaAuth:
+    """A service's own identity, from the credentials file `up` wrote (never the admin the environment may name)."""
+    home = home_dir()
+    environ = {key: value for key, value in {**local_env(home), **os.environ}.items() if key in _TRANSPORT}
+    return kafka_auth_from_env(name, home, {**environ, "KAFKA_SASL_USERNAME": name})
+
+
+def options(bootstrap_servers: str, auth: KafkaAuth | None = None) -> dict[str, Any]:
+    return {"bootstrap_servers": bootstrap_servers, **(auth or admin_identity()).aiokafka_options()}
+
+
+def producer(bootstrap_servers: str, *, auth: KafkaAuth | None = None, **extra: Any) -> AIOKafkaProducer:
+    return AIOKafkaProducer(**options(bootstrap_servers, auth), **extra)
+
+
+def consumer(bootstrap_servers: str, *topics: str, auth: KafkaAuth | None = None, **extra: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, **options(bootstrap_servers, auth), **extra)
+
+
+def admin(bootstrap_servers: str, *, auth: KafkaAuth | None = None, **extra: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**options(bootstrap_servers, auth), **extra)

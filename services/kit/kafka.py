@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
-from services.kit.settings import Settings
+from services.kit.settings import KafkaAuth, Settings
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
-    """Connection options shared by every aiokafka client of this service."""
-    return {"bootstrap_servers": settings.kafka_bootstrap_servers}
+    """Connection options shared by every aiokafka client of this service: bootstrap servers and its identity."""
+    return {"bootstrap_servers": settings.kafka_bootstrap_servers, **settings.kafka_auth.aiokafka_options()}
 
 
 def idempotent_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -25,4 +27,23 @@ def idempotent_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduce
 def broker(settings: Settings, client_id: str) -> KafkaBroker:
     """The FastStream broker of a consumer service."""
     # Per-batch "Received/Processed" lines at DEBUG: at replay speed INFO logging would cost more than the apply.
-    return KafkaBroker(settings.kafka_bootstrap_servers, client_id=client_id, log_level=logging.DEBUG)
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        log_level=logging.DEBUG,
+        security=faststream_security(settings.kafka_auth),
+    )
+
+
+def faststream_security(auth: KafkaAuth) -> BaseSecurity | None:
+    """The same identity in FastStream's terms (None: no authentication)."""
+    if not auth.uses_sasl:
+        return None
+    assert auth.username is not None and auth.password is not None  # KafkaAuth refuses SASL without them
+    ssl_context = ssl.create_default_context() if auth.security_protocol == "SASL_SSL" else None
+    kinds: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+        "PLAIN": SASLPlaintext,
+    }
+    return kinds[auth.mechanism](auth.username, auth.password, ssl_context=ssl_context)

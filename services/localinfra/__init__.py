@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.catalogue import all_topics
-from services.localinfra import kafka, postgres
+from services.kit.settings import KafkaAuth, kafka_auth_from_env
+from services.localinfra import access, kafka, postgres
+from services.localinfra.credentials import SERVICE_IDENTITIES, client_properties, kcat_config, write_secret
 from services.localinfra.envfile import render_env, write_env
 from services.localinfra.keys import ensure_keys
 from services.localinfra.layout import Layout, default_home
@@ -48,12 +50,14 @@ def up(home: Path | None = None, progress: Progress = print) -> LocalStack:
     layout = _layout(home)
     layout.ensure_dirs()
     with _exclusive(layout):
-        bootstrap_servers = _kafka_up(layout, progress)
-        run_coroutine(ensure_topics(bootstrap_servers, all_topics(), progress))
+        bootstrap_servers, admin = _kafka_up(layout, progress)
+        run_coroutine(ensure_topics(bootstrap_servers, all_topics(), progress, admin))
         database_url = _postgres_up(layout, progress)
         _migrate(database_url, progress)
         _keys_up(layout, progress)
-        write_env(layout.env_file, render_env(bootstrap_servers, database_url, layout.keyring, layout.home))
+        write_env(
+            layout.env_file, render_env(bootstrap_servers, database_url, layout.keyring, layout.home, admin.security_protocol)
+        )
         progress(f"env: {layout.env_file}")
     return LocalStack(layout.home, bootstrap_servers, database_url, layout.keyring)
 
@@ -76,9 +80,9 @@ def is_running(home: Path | None = None) -> bool:
     return kafka.running(layout) and postgres.running(layout)
 
 
-async def create_topics(bootstrap_servers: str, progress: Progress = print) -> None:
-    """Create every contract topic missing on the given cluster (`blacklist-sync init`)."""
-    await ensure_topics(bootstrap_servers, all_topics(), progress)
+async def create_topics(bootstrap_servers: str, progress: Progress = print, auth: KafkaAuth | None = None) -> None:
+    """Create every contract topic missing on the given cluster (`blacklist-sync init`), as the admin identity."""
+    await ensure_topics(bootstrap_servers, all_topics(), progress, auth or kafka_auth_from_env(None, default_home()))
 
 
 def start_kafka(home: Path | None = None, progress: Progress = print) -> None:
@@ -99,15 +103,44 @@ def stop_postgres(home: Path | None = None, progress: Progress = print) -> None:
     postgres.stop(_layout(home), progress)
 
 
-def _kafka_up(layout: Layout, progress: Progress) -> str:
+def _kafka_up(layout: Layout, progress: Progress) -> tuple[str, KafkaAuth]:
+    """The cluster's bootstrap servers and the admin identity that `up` (and the tests, and ops) use on it."""
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    if configured:
-        progress(f"kafka: using KAFKA_BOOTSTRAP_SERVERS={configured} (not starting one)")
-        kafka.wait_ready(configured, EXTERNAL_KAFKA_TIMEOUT_S)
-        return configured
+    # The env file names our own broker: sourcing it must not turn that broker into someone else's.
+    if configured and not (configured == kafka.BOOTSTRAP_SERVERS and kafka.running(layout)):
+        admin = _external_kafka_up(layout, configured, progress)
+        _client_configs_up(layout, configured, admin, progress)
+        return configured, admin
     kafka.fetch_jars(layout, progress)
     kafka.start(layout, progress)
-    return kafka.BOOTSTRAP_SERVERS
+    admin = kafka.local_credentials(layout, progress).admin if kafka.access_controlled() else KafkaAuth("PLAINTEXT")
+    _client_configs_up(layout, kafka.BOOTSTRAP_SERVERS, admin, progress)
+    return kafka.BOOTSTRAP_SERVERS, admin
+
+
+def _external_kafka_up(layout: Layout, bootstrap_servers: str, progress: Progress) -> KafkaAuth:
+    """A given cluster: the admin comes from KAFKA_SASL_* (else this home's credentials file); it registers the services."""
+    progress(f"kafka: using KAFKA_BOOTSTRAP_SERVERS={bootstrap_servers} (not starting one)")
+    admin = kafka_auth_from_env(None, layout.home)
+    kafka.wait_ready(bootstrap_servers, EXTERNAL_KAFKA_TIMEOUT_S, auth=admin)
+    if not admin.uses_sasl:
+        progress("kafka: no credentials given (KAFKA_SASL_USERNAME/PASSWORD): service identities and ACLs not set")
+        return admin
+    credentials = kafka.local_credentials(layout, progress)
+    services = {name: credentials.users[name] for name in SERVICE_IDENTITIES}
+    run_coroutine(access.provision(bootstrap_servers, admin, services, progress))
+    return admin
+
+
+def _client_configs_up(layout: Layout, bootstrap_servers: str, admin: KafkaAuth, progress: Progress) -> None:
+    """The admin identity for Kafka's own tools (--command-config) and for kcat (-F), both 0600."""
+    if not admin.uses_sasl:
+        return
+    write_secret(layout.kafka_admin_client_properties, client_properties(admin, bootstrap_servers))
+    write_secret(layout.kafka_kcat_config, kcat_config(admin, bootstrap_servers))
+    if layout.kafka_credentials.exists():
+        progress(f"kafka: each service's password in {layout.kafka_credentials} (mode 0600)")
+    progress(f"kafka: admin client config for Kafka's tools: --command-config {layout.kafka_admin_client_properties}")
 
 
 def _postgres_up(layout: Layout, progress: Progress) -> str:

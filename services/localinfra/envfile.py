@@ -6,13 +6,17 @@ import shlex
 from pathlib import Path
 
 
-def render_env(bootstrap_servers: str, database_url: str, keyring_path: Path, home: Path) -> str:
-    """KEY=value lines, each value shell-quoted so `. "$BLACKLIST_SYNC_HOME/env"` works with any path."""
+def render_env(
+    bootstrap_servers: str, database_url: str, keyring_path: Path, home: Path, security_protocol: str | None = None
+) -> str:
+    """KEY=value lines, each value shell-quoted so `. "$BLACKLIST_SYNC_HOME/env"` works with any path.
+    The protocol says whether clients authenticate; credentials themselves never go here."""
     values = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
         "DATABASE_URL": database_url,
         "AUTHORITY_KEYRING": str(keyring_path),
         "BLACKLIST_SYNC_HOME": str(home),
+        **({"KAFKA_SECURITY_PROTOCOL": security_protocol} if security_protocol else {}),
     }
     return "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
 

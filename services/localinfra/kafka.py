@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import shutil
@@ -18,8 +19,17 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from services.localinfra import procs
-from services.localinfra.layout import Layout
+from services.kit.settings import KafkaAuth, kafka_auth_from_env
+from services.localinfra import access, procs
+from services.localinfra.credentials import (
+    CONTROLLER_IDENTITY,
+    KafkaCredentials,
+    controller_jaas,
+    ensure_credentials,
+    scram_jaas,
+    write_secret,
+)
+from services.localinfra.layout import Layout, default_home
 from services.localinfra.procs import LocalInfraError
 
 Progress = Callable[[str], None]
@@ -28,6 +38,7 @@ Progress = Callable[[str], None]
 BROKER_PORT = int(os.environ.get("BLACKLIST_SYNC_KAFKA_PORT", "9092"))
 CONTROLLER_PORT = BROKER_PORT + 1
 BOOTSTRAP_SERVERS = f"localhost:{BROKER_PORT}"
+CONTROLLER_BOOTSTRAP = f"localhost:{CONTROLLER_PORT}"
 KAFKA_POM = Path(__file__).resolve().parents[2] / "deploy" / "local" / "kafka-pom.xml"
 VERSION_MARKER = ".kafka-version"
 # The box has 2 cores and also runs PostgreSQL and seven Python services.
@@ -58,17 +69,31 @@ def kafka_version(pom: Path = KAFKA_POM) -> str:
     return (node.text or "").strip()
 
 
-def broker_properties(data_dir: Path) -> str:
-    """server.properties of the single combined KRaft node."""
+def access_controlled() -> bool:
+    """BLACKLIST_SYNC_KAFKA_ACCESS=scram: SASL/SCRAM identities and ACLs. The default, `open`, keeps CONTRACT v1's
+    promise that Kafka's own tools and kcat reach localhost:9092 as they are."""
+    mode = os.environ.get("BLACKLIST_SYNC_KAFKA_ACCESS", "open")
+    if mode not in ("open", "scram"):
+        raise LocalInfraError(f"BLACKLIST_SYNC_KAFKA_ACCESS={mode!r}: choose open or scram")
+    return mode == "scram"
+
+
+def broker_properties(data_dir: Path, credentials: KafkaCredentials | None) -> str:
+    """server.properties of the single combined KRaft node: with credentials, SASL on every listener and ACLs
+    enforced; without, plain listeners (BLACKLIST_SYNC_KAFKA_ACCESS=open)."""
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
-        "controller.quorum.bootstrap.servers": f"localhost:{CONTROLLER_PORT}",
-        "listeners": f"PLAINTEXT://localhost:{BROKER_PORT},CONTROLLER://localhost:{CONTROLLER_PORT}",
-        "advertised.listeners": f"PLAINTEXT://localhost:{BROKER_PORT},CONTROLLER://localhost:{CONTROLLER_PORT}",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.quorum.bootstrap.servers": CONTROLLER_BOOTSTRAP,
+        "listeners": f"CLIENT://localhost:{BROKER_PORT},CONTROLLER://localhost:{CONTROLLER_PORT}",
+        "advertised.listeners": f"CLIENT://localhost:{BROKER_PORT},CONTROLLER://localhost:{CONTROLLER_PORT}",
+        "inter.broker.listener.name": "CLIENT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        **(
+            _secured_listeners(credentials)
+            if credentials
+            else {"listener.security.protocol.map": "CONTROLLER:PLAINTEXT,CLIENT:PLAINTEXT"}
+        ),
         "log.dirs": str(data_dir),
         "num.network.threads": "2",
         "num.io.threads": "4",
@@ -86,9 +111,28 @@ def broker_properties(data_dir: Path) -> str:
         # A mistyped topic must fail loudly, not appear empty: topics come only from `up`.
         "auto.create.topics.enable": "false",
     }
-    lines = ["# Written by `blacklist-sync up`; rewritten on every start."]
+    lines = ["# Written by `blacklist-sync up`; rewritten on every start. May hold passwords: mode 0600."]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+def _secured_listeners(credentials: KafkaCredentials) -> dict[str, str]:
+    admin = credentials.admin
+    assert admin.username is not None and admin.password is not None
+    return {
+        # No PLAINTEXT listener at all: a client without credentials cannot even fetch metadata.
+        "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+        "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-256",
+        "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-256",
+        "listener.name.client.scram-sha-256.sasl.jaas.config": scram_jaas(admin.username, admin.password),
+        # SCRAM users live in the metadata log the controller serves, so the controller listener uses PLAIN.
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": controller_jaas(credentials.controller_password),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{admin.username};User:{CONTROLLER_IDENTITY}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
 
 
 # INFO to stdout, which the launcher appends to $HOME/logs/kafka.log; the request log and
@@ -215,10 +259,18 @@ def _run_maven(command: list[str], log_path: Path, progress: Progress) -> None:
     progress(f"kafka:   downloaded {tally.summary()}" if tally.files else "kafka:   all files from the ~/.m2 cache")
 
 
-def write_config(layout: Layout) -> None:
+def write_config(layout: Layout, credentials: KafkaCredentials | None) -> None:
     layout.kafka_config_dir.mkdir(parents=True, exist_ok=True)
-    layout.kafka_properties.write_text(broker_properties(layout.kafka_data))
+    write_secret(layout.kafka_properties, broker_properties(layout.kafka_data, credentials))
     layout.kafka_log4j.write_text(LOG4J2_PROPERTIES)
+
+
+def local_credentials(layout: Layout, progress: Progress) -> KafkaCredentials:
+    """The identities of this home, created on first use (random passwords, mode 0600)."""
+    credentials, added = ensure_credentials(layout.kafka_credentials)
+    if added:
+        progress(f"kafka: created passwords for {', '.join(added)} in {layout.kafka_credentials}")
+    return credentials
 
 
 def storage_tool_class(libs: Path) -> str:
@@ -267,12 +319,25 @@ def running(layout: Layout) -> bool:
 
 
 def start(layout: Layout, progress: Progress) -> None:
-    """Start the broker from already fetched jars and formatted storage; no-op if ours already runs."""
+    """Start the broker from already fetched jars (no-op if ours runs), set identities and ACLs, wait until it answers."""
+    started = time.monotonic()
+    credentials = local_credentials(layout, progress) if access_controlled() else None
     pid = procs.live_pid(layout.kafka_pid, str(layout.kafka_properties))
     if pid is not None:
+        _require_current_config(layout, credentials)
         progress(f"kafka: already running (pid {pid}) at {BOOTSTRAP_SERVERS}")
-        wait_ready(BOOTSTRAP_SERVERS, READY_TIMEOUT_S, alive=lambda: procs.alive(pid), log=layout.kafka_log)
-        return
+        alive: Callable[[], bool] = functools.partial(procs.alive, pid)
+    else:
+        alive = _start_new(layout, credentials, progress)
+    if credentials is not None:
+        _provision_when_up(credentials, alive, layout.kafka_log, progress)
+    auth = credentials.admin if credentials else KafkaAuth("PLAINTEXT")
+    wait_ready(BOOTSTRAP_SERVERS, READY_TIMEOUT_S, alive=alive, log=layout.kafka_log, auth=auth)
+    mode = "SASL/SCRAM, ACLs on" if credentials else "open: no authentication (BLACKLIST_SYNC_KAFKA_ACCESS=scram turns it on)"
+    progress(f"kafka: ready in {time.monotonic() - started:.1f}s ({mode})")
+
+
+def _start_new(layout: Layout, credentials: KafkaCredentials | None, progress: Progress) -> Callable[[], bool]:
     if not libs_ready(layout, kafka_version()):
         raise LocalInfraError(f"no Kafka jars in {layout.kafka_libs}: run `blacklist-sync up` first")
     for port in (BROKER_PORT, CONTROLLER_PORT):
@@ -281,12 +346,25 @@ def start(layout: Layout, progress: Progress) -> None:
                 f"localhost:{port} is taken by a process `up` did not start; stop it, "
                 "or set KAFKA_BOOTSTRAP_SERVERS to use an existing Kafka"
             )
-    write_config(layout)
+    write_config(layout, credentials)
     format_storage(layout, progress)
-    _launch(layout, progress)
+    return _launch(layout, progress)
 
 
-def _launch(layout: Layout, progress: Progress) -> None:
+def _require_current_config(layout: Layout, credentials: KafkaCredentials | None) -> None:
+    """A broker started with other settings (say, before access control) keeps them until it restarts."""
+    try:
+        current = layout.kafka_properties.read_text()
+    except FileNotFoundError:
+        current = ""
+    if current != broker_properties(layout.kafka_data, credentials):
+        raise LocalInfraError(
+            f"the running Kafka (config {layout.kafka_properties}) was started with other settings, "
+            "e.g. before access control; restart it: `blacklist-sync down` then `blacklist-sync up` (data is kept)"
+        )
+
+
+def _launch(layout: Layout, progress: Progress) -> Callable[[], bool]:
     command = [
         java_executable(),
         *JVM_OPTIONS,
@@ -297,14 +375,32 @@ def _launch(layout: Layout, progress: Progress) -> None:
         "kafka.Kafka",
         str(layout.kafka_properties),
     ]
-    started = time.monotonic()
     procs.rotate(layout.kafka_log, LOG_ROTATE_BYTES)
     with layout.kafka_log.open("a") as log:
         broker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     procs.write_pid(layout.kafka_pid, broker.pid)
     progress(f"kafka: started (pid {broker.pid}), waiting for {BOOTSTRAP_SERVERS}; log: {layout.kafka_log}")
-    wait_ready(BOOTSTRAP_SERVERS, READY_TIMEOUT_S, alive=lambda: broker.poll() is None, log=layout.kafka_log)
-    progress(f"kafka: ready in {time.monotonic() - started:.1f}s")
+    return lambda: broker.poll() is None
+
+
+def _provision_when_up(credentials: KafkaCredentials, alive: Callable[[], bool], log: Path, progress: Progress) -> None:
+    """Through the controller listener (its static PLAIN identity), set every SCRAM password and the ACL table.
+
+    This needs no SCRAM user to exist yet, so a fresh node, a node formatted before access control and a
+    node whose credentials file was replaced all end up agreeing with the file.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if not alive():
+            raise LocalInfraError(f"Kafka exited during start-up{_log_hint(log)}")
+        try:
+            with procs.quiet_logger("aiokafka"):
+                procs.run_coroutine(access.provision(CONTROLLER_BOOTSTRAP, credentials.controller, credentials.users, progress))
+            return
+        except (LocalInfraError, KafkaError, OSError, TimeoutError) as exc:  # still booting: the quorum has no leader yet
+            if time.monotonic() > deadline:
+                raise LocalInfraError(f"could not set Kafka identities and ACLs: {exc}{_log_hint(log)}") from exc
+            time.sleep(0.5)
 
 
 def wait_ready(
@@ -312,25 +408,31 @@ def wait_ready(
     timeout_s: float,
     alive: Callable[[], bool] = lambda: True,
     log: Path | None = None,
+    auth: KafkaAuth | None = None,
 ) -> None:
-    """Block until the cluster answers a metadata request with a broker and a controller."""
+    """Block until the cluster answers a metadata request with a broker and a controller.
+
+    `auth` is who asks (default: the admin identity from the environment or $BLACKLIST_SYNC_HOME).
+    """
+    auth = auth or kafka_auth_from_env(None, default_home())
     deadline = time.monotonic() + timeout_s
     with procs.quiet_logger("aiokafka"):  # "Unable connect" warnings are expected while it boots
         while time.monotonic() < deadline:
             if not alive():
                 raise LocalInfraError(f"Kafka exited during start-up{_log_hint(log)}")
-            if procs.run_coroutine(_answers(bootstrap_servers)):
+            if procs.run_coroutine(_answers(bootstrap_servers, auth)):
                 return
             time.sleep(0.5)
-    raise LocalInfraError(f"Kafka at {bootstrap_servers} did not answer within {timeout_s:.0f}s{_log_hint(log)}")
+    who = f" to {auth.username}" if auth.username else ""
+    raise LocalInfraError(f"Kafka at {bootstrap_servers} did not answer{who} within {timeout_s:.0f}s{_log_hint(log)}")
 
 
 def _log_hint(log: Path | None) -> str:
     return f"; see {log}:\n{procs.tail(log)}" if log else ""
 
 
-async def _answers(bootstrap_servers: str) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+async def _answers(bootstrap_servers: str, auth: KafkaAuth) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000, **auth.aiokafka_options())
     try:
         await admin.start()
         cluster = await admin.describe_cluster()

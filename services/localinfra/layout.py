@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.kit.settings import KAFKA_CREDENTIALS_FILE
+
 
 def default_home() -> Path:
     """$BLACKLIST_SYNC_HOME, or ~/.blacklist-sync when it is unset or empty."""
@@ -47,6 +49,21 @@ class Layout:
     @property
     def kafka_cluster_id(self) -> Path:
         return self.kafka_dir / "cluster-id"
+
+    @property
+    def kafka_credentials(self) -> Path:
+        """Every Kafka identity's password (0600): services, admin, and the broker's controller identity."""
+        return self.home / KAFKA_CREDENTIALS_FILE
+
+    @property
+    def kafka_admin_client_properties(self) -> Path:
+        """The admin identity for Kafka's own tools: `--command-config` (0600)."""
+        return self.kafka_dir / "admin-client.properties"
+
+    @property
+    def kafka_kcat_config(self) -> Path:
+        """The admin identity for kcat: `kcat -F` (0600)."""
+        return self.kafka_dir / "admin-kcat.conf"
 
     @property
     def kafka_pid(self) -> Path:

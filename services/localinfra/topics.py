@@ -7,14 +7,18 @@ from collections.abc import Callable, Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.catalogue import TopicSpec
+from services.kit.settings import KafkaAuth
 from services.localinfra.procs import LocalInfraError
 
 TOPIC_ALREADY_EXISTS = 36
 
 
-async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec], progress: Callable[[str], None]) -> None:
-    """Create every missing topic of specs with replication factor 1 (the local cluster has one node)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=30000)
+async def ensure_topics(
+    bootstrap_servers: str, specs: Iterable[TopicSpec], progress: Callable[[str], None], auth: KafkaAuth | None = None
+) -> None:
+    """Create every missing topic of specs with replication factor 1 (the local cluster has one node), as `auth`."""
+    security = (auth or KafkaAuth()).aiokafka_options()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=30000, **security)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

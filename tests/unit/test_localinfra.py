@@ -1,16 +1,30 @@
-"""The local stack's generated files: Kafka properties, keyring, env file, layout (no processes started)."""
+"""The local stack's generated files: Kafka properties and identities, keyring, env file, layout (no processes started)."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import zipfile
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from faststream.security import SASLScram256
 
-from services.localinfra import kafka, postgres
+from schemas.catalogue import CONSUMERS, LISTING_TOPICS
+from services.kit.kafka import client_options, faststream_security
+from services.kit.settings import KafkaAuth, Settings, kafka_auth_from_env
+from services.localinfra import access, compose, kafka, kafka_protocol, postgres
+from services.localinfra.credentials import (
+    IDENTITIES,
+    SCRAM_LOGIN,
+    SERVICE_IDENTITIES,
+    KafkaCredentials,
+    client_properties,
+    ensure_credentials,
+    kcat_config,
+)
 from services.localinfra.envfile import parse_env, render_env, write_env
 from services.localinfra.keys import LOCAL_KEYS, ensure_keys, load_private_key, raw_public_key
 from services.localinfra.layout import Layout, default_home
@@ -23,20 +37,53 @@ def parse_properties(text: str) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
-def test_broker_is_a_single_combined_kraft_node_with_client_and_controller_listeners(tmp_path: Path) -> None:
-    props = parse_properties(kafka.broker_properties(tmp_path / "data"))
+@pytest.fixture
+def credentials(tmp_path: Path) -> KafkaCredentials:
+    return ensure_credentials(tmp_path / "kafka-credentials.json")[0]
+
+
+def test_broker_is_a_single_combined_kraft_node_with_client_and_controller_listeners(
+    tmp_path: Path, credentials: KafkaCredentials
+) -> None:
+    props = parse_properties(kafka.broker_properties(tmp_path / "data", credentials))
+    client, controller = kafka.BROKER_PORT, kafka.CONTROLLER_PORT
 
     assert props["process.roles"] == "broker,controller"
     assert props["node.id"] == "1"
-    assert props["listeners"] == "PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093"
+    assert props["listeners"] == f"CLIENT://localhost:{client},CONTROLLER://localhost:{controller}"
     assert props["controller.listener.names"] == "CONTROLLER"
-    assert props["controller.quorum.bootstrap.servers"] == "localhost:9093"
-    assert "CONTROLLER:PLAINTEXT" in props["listener.security.protocol.map"]
+    assert props["controller.quorum.bootstrap.servers"] == f"localhost:{controller}"
     assert props["log.dirs"] == str(tmp_path / "data")
 
 
-def test_broker_internal_topics_fit_one_node_and_groups_start_without_delay(tmp_path: Path) -> None:
-    props = parse_properties(kafka.broker_properties(tmp_path))
+def test_broker_has_no_unauthenticated_listener_and_enforces_acls(tmp_path: Path, credentials: KafkaCredentials) -> None:
+    props = parse_properties(kafka.broker_properties(tmp_path, credentials))
+    protocols = dict(entry.split(":") for entry in props["listener.security.protocol.map"].split(","))
+
+    assert protocols == {"CLIENT": "SASL_PLAINTEXT", "CONTROLLER": "SASL_PLAINTEXT"}
+    assert props["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-256"
+    assert props["listener.name.controller.sasl.enabled.mechanisms"] == "PLAIN"
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:controller"
+
+
+def test_broker_authenticates_to_itself_with_the_passwords_of_the_credentials_file(
+    tmp_path: Path, credentials: KafkaCredentials
+) -> None:
+    props = parse_properties(kafka.broker_properties(tmp_path, credentials))
+
+    inter_broker = props["listener.name.client.scram-sha-256.sasl.jaas.config"]
+    assert f'username="admin" password="{credentials.users["admin"]}"' in inter_broker
+    controller = props["listener.name.controller.plain.sasl.jaas.config"]
+    assert f'user_controller="{credentials.controller_password}"' in controller
+    assert f'password="{credentials.controller_password}"' in controller
+
+
+def test_broker_internal_topics_fit_one_node_and_groups_start_without_delay(
+    tmp_path: Path, credentials: KafkaCredentials
+) -> None:
+    props = parse_properties(kafka.broker_properties(tmp_path, credentials))
 
     for key in (
         "offsets.topic.replication.factor",
@@ -189,3 +236,233 @@ def test_topic_creation_tolerates_topics_created_meanwhile_but_not_other_errors(
 
     with pytest.raises(LocalInfraError, match=r"court\.listings\.v1: error 37"):
         _raise_on_errors([("court.listings.v1", 37, "Invalid partitions")])
+
+
+# --- Kafka identities: the credentials file, how a service finds its own, the ACL table ---------------------
+
+
+def test_credentials_file_gives_every_identity_its_own_random_password_readable_only_by_its_owner(tmp_path: Path) -> None:
+    path = tmp_path / "kafka-credentials.json"
+
+    credentials, added = ensure_credentials(path)
+
+    assert added == list(IDENTITIES)
+    assert set(credentials.users) == {"admin", *SERVICE_IDENTITIES}
+    passwords = [*credentials.users.values(), credentials.controller_password]
+    assert len(set(passwords)) == len(passwords)
+    assert all(len(p) >= 32 for p in passwords)
+    assert path.stat().st_mode & 0o077 == 0
+    assert json.loads(path.read_text())["users"] == credentials.users
+
+
+def test_credentials_are_kept_when_up_runs_again_and_only_a_missing_identity_is_added(tmp_path: Path) -> None:
+    path = tmp_path / "kafka-credentials.json"
+    first, _ = ensure_credentials(path)
+    document = json.loads(path.read_text())
+    del document["users"]["admissions"]
+    path.write_text(json.dumps(document))
+
+    again, added = ensure_credentials(path)
+
+    assert added == ["admissions"]
+    assert again.users == {**first.users, "admissions": again.users["admissions"]}
+    assert again.controller_password == first.controller_password
+
+
+def test_loosened_credentials_file_is_made_private_again(tmp_path: Path) -> None:
+    path = tmp_path / "kafka-credentials.json"
+    ensure_credentials(path)
+    path.chmod(0o644)
+
+    ensure_credentials(path)
+
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_damaged_credentials_file_is_a_clear_error_and_is_left_for_inspection(tmp_path: Path) -> None:
+    path = tmp_path / "kafka-credentials.json"
+    path.write_text('{"users": ')
+
+    with pytest.raises(ValueError, match=r"kafka-credentials\.json is not JSON"):
+        ensure_credentials(path)
+    with pytest.raises(ValueError, match="remove it and run `blacklist-sync up` again"):
+        kafka_auth_from_env("airline", tmp_path, {})
+    assert path.read_text() == '{"users": '
+
+
+def test_service_finds_its_own_identity_in_the_credentials_file(tmp_path: Path) -> None:
+    credentials, _ = ensure_credentials(tmp_path / "kafka-credentials.json")
+
+    airline = kafka_auth_from_env("airline", tmp_path, {})
+    tools = kafka_auth_from_env(None, tmp_path, {})
+
+    assert (airline.security_protocol, airline.mechanism, airline.username) == ("SASL_PLAINTEXT", "SCRAM-SHA-256", "airline")
+    assert airline.password == credentials.users["airline"]
+    assert (tools.username, tools.password) == ("admin", credentials.users["admin"])
+
+
+def test_environment_overrides_the_credentials_file(tmp_path: Path) -> None:
+    credentials, _ = ensure_credentials(tmp_path / "kafka-credentials.json")
+    given = {"KAFKA_SASL_USERNAME": "svc-airline", "KAFKA_SASL_PASSWORD": "from-a-vault", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}
+
+    explicit = kafka_auth_from_env("airline", tmp_path, given)
+    named_only = kafka_auth_from_env("court", tmp_path, {"KAFKA_SASL_USERNAME": "airline"})
+    anonymous = kafka_auth_from_env("airline", tmp_path, {"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"})
+
+    assert (explicit.username, explicit.password, explicit.security_protocol) == ("svc-airline", "from-a-vault", "SASL_SSL")
+    assert "ssl_context" in explicit.aiokafka_options()
+    assert (named_only.username, named_only.password) == ("airline", credentials.users["airline"])
+    assert anonymous.aiokafka_options() == {"security_protocol": "PLAINTEXT"}
+
+
+def test_without_credentials_anywhere_a_client_connects_as_before(tmp_path: Path) -> None:
+    auth = kafka_auth_from_env("airline", tmp_path, {})
+
+    assert auth == KafkaAuth()
+    assert auth.aiokafka_options() == {"security_protocol": "PLAINTEXT"}
+
+
+def test_identity_missing_from_the_file_or_incomplete_configuration_is_a_clear_error(tmp_path: Path) -> None:
+    ensure_credentials(tmp_path / "kafka-credentials.json")
+
+    with pytest.raises(ValueError, match=r"no Kafka password for 'airline-canary' in .*kafka-credentials.json"):
+        kafka_auth_from_env("airline-canary", tmp_path, {})
+    with pytest.raises(ValueError, match="no Kafka password for 'court' in the environment"):
+        kafka_auth_from_env(None, tmp_path / "elsewhere", {"KAFKA_SASL_USERNAME": "court"})
+    with pytest.raises(ValueError, match="KAFKA_SECURITY_PROTOCOL=SSL is not one of"):
+        kafka_auth_from_env("court", tmp_path, {"KAFKA_SECURITY_PROTOCOL": "SSL"})
+    with pytest.raises(ValueError, match="KAFKA_SASL_MECHANISM=GSSAPI is not one of"):
+        kafka_auth_from_env("court", tmp_path, {"KAFKA_SASL_MECHANISM": "GSSAPI"})
+    with pytest.raises(ValueError, match="SASL_PLAINTEXT needs a Kafka username and password"):
+        kafka_auth_from_env("court", tmp_path / "elsewhere", {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
+
+
+def test_settings_of_a_service_carry_its_identity_to_every_kafka_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    credentials, _ = ensure_credentials(tmp_path / "kafka-credentials.json")
+    monkeypatch.setenv("BLACKLIST_SYNC_HOME", str(tmp_path))
+    for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM"):
+        monkeypatch.delenv(name, raising=False)
+
+    settings = Settings.from_env(service="ticketing")
+    security = faststream_security(settings.kafka_auth)
+
+    assert client_options(settings) | {"bootstrap_servers": "-"} == {
+        "bootstrap_servers": "-",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "ticketing",
+        "sasl_plain_password": credentials.users["ticketing"],
+    }
+    assert isinstance(security, SASLScram256)
+    assert (security.username, security.password) == ("ticketing", credentials.users["ticketing"])
+    assert faststream_security(KafkaAuth()) is None
+
+
+def test_password_is_not_shown_when_an_identity_is_printed() -> None:
+    assert "s3cret" not in repr(KafkaAuth("SASL_PLAINTEXT", "SCRAM-SHA-256", "court", "s3cret"))
+
+
+def test_acl_table_lets_publishers_write_only_their_topic_and_consumers_only_their_dead_letters() -> None:
+    writes = {(g.principal, g.name) for g in access.grants() if g.operation == access.Operation.WRITE}
+
+    assert writes == {
+        ("User:court", "court.listings.v1"),
+        ("User:transport", "transport.listings.v1"),
+        ("User:city-pilot", "city-pilot.listings.v1"),
+        *((f"User:{consumer}", f"{consumer}.dlq.v1") for consumer in CONSUMERS),
+    }
+
+
+def test_acl_table_lets_consumers_read_every_listing_topic_in_their_own_group_and_publishers_read_nothing() -> None:
+    reads = {(g.principal, g.resource, g.name) for g in access.grants() if g.operation == access.Operation.READ}
+
+    assert reads == {
+        *((f"User:{c}", access.Resource.TOPIC, topic) for c in CONSUMERS for topic in LISTING_TOPICS),
+        *((f"User:{c}", access.Resource.GROUP, c) for c in CONSUMERS),
+    }
+    assert all(g.pattern == access.Pattern.LITERAL and g.permission == access.Permission.ALLOW for g in access.grants())
+    assert {g.principal for g in access.grants()} == {f"User:{name}" for name in SERVICE_IDENTITIES}
+
+
+def test_scram_credential_is_a_salted_pbkdf2_of_the_password_never_the_password() -> None:
+    name, mechanism, iterations, salt, salted = access.scram_upsertion("court", "pw-123")
+    _, _, _, other_salt, other_salted = access.scram_upsertion("court", "pw-123")
+
+    assert (name, mechanism, iterations) == ("court", access.SCRAM_SHA_256, access.SCRAM_ITERATIONS)
+    assert salted == hashlib.pbkdf2_hmac("sha256", b"pw-123", salt, iterations)
+    assert salt != other_salt and salted != other_salted
+
+
+def test_request_at_a_version_the_broker_lacks_fails_with_the_reason() -> None:
+    call = kafka_protocol.create_acls([])
+
+    assert call.prepare({30: (1, 3)}) is call.struct
+    with pytest.raises(LocalInfraError, match=r"does not support CreateAcls v2 \(it offers none\); Kafka 2.8\+ is needed"):
+        call.prepare({})
+
+
+def test_admin_client_configs_for_kafka_tools_and_kcat_carry_the_admin_identity(tmp_path: Path) -> None:
+    admin = ensure_credentials(tmp_path / "kafka-credentials.json")[0].admin
+
+    java = parse_properties(client_properties(admin, "localhost:9092"))
+    kcat = parse_properties(kcat_config(admin, "localhost:9092"))
+
+    assert java["security.protocol"] == "SASL_PLAINTEXT" and java["sasl.mechanism"] == "SCRAM-SHA-256"
+    assert java["sasl.jaas.config"] == f'{SCRAM_LOGIN} required username="admin" password="{admin.password}";'
+    assert kcat == {
+        "bootstrap.servers": "localhost:9092",
+        "security.protocol": "sasl_plaintext",
+        "sasl.mechanisms": "SCRAM-SHA-256",
+        "sasl.username": "admin",
+        "sasl.password": str(admin.password),
+    }
+
+
+def test_compose_one_shot_writes_the_broker_files_from_the_same_credentials(tmp_path: Path) -> None:
+    assert compose.main(["--home", str(tmp_path / "home"), "--broker-dir", str(tmp_path / "secrets")]) == 0
+    credentials = ensure_credentials(tmp_path / "home" / "kafka-credentials.json")[0]
+    secrets = tmp_path / "secrets"
+
+    jaas = (secrets / "kafka_server_jaas.conf").read_text()
+    assert f'user_controller="{credentials.controller_password}"' in jaas.split("};")[0]
+    assert f'username="admin" password="{credentials.users["admin"]}"' in jaas.split("};")[1]
+    assert (secrets / "admin.password").read_text() == credentials.users["admin"]
+    assert parse_properties((secrets / "admin-client.properties").read_text())["bootstrap.servers"] == "localhost:9092"
+    assert {p.name: p.stat().st_mode & 0o777 for p in secrets.iterdir()} == dict.fromkeys(
+        ["kafka_server_jaas.conf", "admin.password", "format.properties", "admin-client.properties"], 0o644
+    )
+
+
+def test_compose_formats_kafka_with_the_listeners_and_mechanisms_the_compose_file_gives_it() -> None:
+    compose_file = (Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text()
+    formatted = parse_properties(compose.FORMAT_PROPERTIES)
+    environment = {
+        "listeners": "KAFKA_LISTENERS",
+        "advertised.listeners": "KAFKA_ADVERTISED_LISTENERS",
+        "listener.security.protocol.map": "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+        "inter.broker.listener.name": "KAFKA_INTER_BROKER_LISTENER_NAME",
+        "sasl.enabled.mechanisms": "KAFKA_SASL_ENABLED_MECHANISMS",
+        "sasl.mechanism.controller.protocol": "KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL",
+        "log.dirs": "KAFKA_LOG_DIRS",
+    }
+
+    for key, variable in environment.items():
+        assert f"      {variable}: {formatted[key]}\n" in compose_file, key
+    assert "PLAINTEXT," not in formatted["listener.security.protocol.map"].replace("SASL_PLAINTEXT", "")
+
+
+def test_open_access_has_plain_listeners_and_no_authorizer(tmp_path: Path) -> None:
+    properties = kafka.broker_properties(tmp_path / "data", None)
+    assert "listener.security.protocol.map=CONTROLLER:PLAINTEXT,CLIENT:PLAINTEXT" in properties
+    assert "authorizer.class.name" not in properties
+    assert "sasl" not in properties.lower()
+
+
+def test_access_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BLACKLIST_SYNC_KAFKA_ACCESS", raising=False)
+    assert not kafka.access_controlled()
+    monkeypatch.setenv("BLACKLIST_SYNC_KAFKA_ACCESS", "scram")
+    assert kafka.access_controlled()
+    monkeypatch.setenv("BLACKLIST_SYNC_KAFKA_ACCESS", "sometimes")
+    with pytest.raises(LocalInfraError, match="choose open or scram"):
+        kafka.access_controlled()
