@@ -13,6 +13,7 @@ import httpx
 
 from bench.cli import register as register_bench
 from services.kit.settings import DEFAULT_TOKENS, Settings
+from services.ops.cli import register as register_ops
 from services.topology import SERVICES
 
 
@@ -135,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--url", help="consumer base URL (default http://127.0.0.1:<its port>)")
     check.set_defaults(func=cmd_check)
     register_bench(sub)
+    register_ops(sub)
     return root
 
 
