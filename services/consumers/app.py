@@ -21,10 +21,12 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from schemas.catalogue import LISTING_TOPICS
+from services.consumers import retention
 from services.consumers.checks import CheckRefused, CheckRequest, check
 from services.consumers.copy import CopyKeeper
+from services.consumers.pipeline import Pipeline
 from services.consumers.policy import ConsumerPolicy
-from services.kit import metrics
+from services.kit import logs, metrics
 from services.kit.db import create_pool
 from services.kit.http import install_common, unprocessable
 from services.kit.kafka import broker as kafka_broker
@@ -71,9 +73,11 @@ def build_broker(
     keeper: Callable[[], CopyKeeper | None],
     topics: tuple[str, ...] = LISTING_TOPICS,
     group_id: str | None = None,
+    pipeline: Pipeline | None = None,
 ) -> KafkaBroker:
     """The consumer's subscriber; topics and group default to the contract's (benchmarks and rebuilds pass others)."""
     broker = kafka_broker(settings, client_id=f"blacklist-sync-{policy.name}")
+    batches = pipeline or Pipeline(policy.name, keeper)
 
     @broker.subscriber(
         *topics,
@@ -89,30 +93,17 @@ def build_broker(
     )
     async def on_batch(msg: KafkaMessage) -> None:
         records: tuple[ConsumerRecord[bytes, bytes], ...] = msg.raw_message
-        copy = keeper()
-        try:
-            if copy is None:
-                raise RuntimeError("copy keeper not ready")
-            await copy.process(records)
-        except Exception as exc:
-            log.error("batch of %d records not applied (%s); rewinding to retry", len(records), exc)
-            with contextlib.suppress(Exception):
-                await msg.nack()
-            await asyncio.sleep(RETRY_SECONDS)
-            return
-        try:
-            await msg.ack()  # offsets move only after the database commit
-        except KafkaError as exc:
-            # A rebalance took the partitions: the new owner re-applies, which the version check makes a no-op.
-            log.warning("offset commit failed after apply (%s); records will be redelivered harmlessly", exc)
+        await batches.handle(msg.consumer, records)
 
     return broker
 
 
 def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.from_env(service=policy.name)
+    logs.configure(policy.name)
     state: dict[str, Any] = {}
-    broker = build_broker(policy, settings, lambda: state.get("keeper"))
+    batches = Pipeline(policy.name, lambda: state.get("keeper"))
+    broker = build_broker(policy, settings, lambda: state.get("keeper"), pipeline=batches)
 
     async def start_broker() -> None:
         delay = 0.5
@@ -135,12 +126,15 @@ def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> Fast
         dlq = idempotent_producer(settings)
         state.update(pool=pool, keeper=CopyKeeper(policy, pool, keyring, dlq))
         starter = asyncio.create_task(_start_all(dlq, start_broker))
+        sweeper = asyncio.create_task(retention.sweep_forever(pool, policy.name, retention.retention_from_env()))
         try:
             yield
         finally:
-            starter.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await starter
+            for task in (starter, sweeper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await batches.close()  # commit what is applied; a batch arriving now is rewound, not committed
             await broker.stop()
             await dlq.stop()
             await pool.close()
@@ -164,6 +158,9 @@ def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> Fast
         assert isinstance(exc, CheckRefused)
         return unprocessable(exc.field, f"{exc.field}: {exc.message}")
 
+    for unavailable in COPY_UNAVAILABLE:
+        app.add_exception_handler(unavailable, copy_unavailable)
+
     @app.post("/v1/checks")
     async def checks(body: CheckRequest) -> dict[str, Any]:
         started = time.perf_counter()
@@ -174,6 +171,23 @@ def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> Fast
     app.state.broker = broker
     app.state.service = state
     return app
+
+
+# The copy's database is down or going down: the answer is unknown, which a merchant must not read as allowed.
+COPY_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+async def copy_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """503 with a reason and Retry-After, like /readyz, instead of a bare 500."""
+    return JSONResponse(
+        status_code=503,
+        content={"error": f"the copy is unavailable ({type(exc).__name__}); retry shortly", "field": None},
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _start_all(dlq: AIOKafkaProducer, start_broker: Callable[[], Any]) -> None:

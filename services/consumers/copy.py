@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from schemas.events import DlqReason
 from services.consumers import store
 from services.consumers.policy import ConsumerPolicy
 from services.consumers.retention import past_retention, retention_from_env
@@ -29,6 +30,21 @@ class BatchOutcome:
     dead_lettered: int
 
 
+@dataclass
+class Prepared:
+    """A batch admitted, waiting for its transaction; its rejected records are dead-lettered after that commits."""
+
+    records: int
+    batch: Sequence[ConsumerRecord[bytes, bytes]] = ()
+    changes: list[store.Change] = field(default_factory=list)
+    occurred: list[datetime] = field(default_factory=list)
+    rejected: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = field(default_factory=list)
+
+    @property
+    def dead_lettered(self) -> int:
+        return len(self.rejected)
+
+
 class CopyKeeper:
     def __init__(
         self,
@@ -46,30 +62,43 @@ class CopyKeeper:
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> BatchOutcome:
         """Dead letters are durable and the copy committed before this returns; only then may offsets move."""
-        changes: list[store.Change] = []
-        rejected: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = []
-        occurred: list[datetime] = []
+        return await self.apply(await self.prepare(records))
+
+    async def prepare(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Prepared:
+        """Admit every record (CPU only); neither the copy nor the dead-letter topic is touched yet."""
+        prepared = Prepared(records=len(records), batch=records)
         now = datetime.now(UTC)
         for record in records:
             try:
                 event = admit(record.key, record.value, headers_of(record.headers), self.keyring)
             except Rejection as rejection:
-                rejected.append((record, rejection))
+                prepared.rejected.append((record, rejection))
+                continue
+            except Exception as exc:
+                log.exception("record %s/%s/%s could not be admitted", record.topic, record.partition, record.offset)
+                detail = f"could not be admitted: {type(exc).__name__}: {exc}"[:500]
+                prepared.rejected.append((record, Rejection(DlqReason.INVALID_SCHEMA, detail)))
                 continue
             listing = event.listing
             row = self.policy.project(listing)
             if row is not None and past_retention(row.expires_at, self.retention, now):
                 row = None  # replaying an old record must not bring back data the retention sweep removed
-            changes.append(store.Change(listing.listing_id, listing.version, row))
-            occurred.append(event.occurred_at)
-        if rejected:
-            await dead_letter(self.dlq, self.policy.name, rejected)
+            prepared.changes.append(store.Change(listing.listing_id, listing.version, row))
+            prepared.occurred.append(event.occurred_at)
+        return prepared
+
+    async def apply(self, prepared: Prepared) -> BatchOutcome:
+        """One transaction for the batch (newest version per listing wins), then its dead letters."""
         applied = 0
-        if changes:
+        if prepared.changes:
             async with self.pool.acquire() as conn, conn.transaction():
-                applied = await store.apply_batch(conn, changes)
-        self._observe(len(changes), applied, occurred)
-        return BatchOutcome(len(records), len(changes), applied, len(rejected))
+                applied = await store.apply_batch(conn, prepared.changes)
+        if prepared.rejected:
+            # Only once the batch is committed: a batch retried while PostgreSQL is down, or lost to a crash
+            # before its commit, has written no letter yet, so its redelivery writes each letter once.
+            await dead_letter(self.dlq, self.policy.name, prepared.rejected)
+        self._observe(len(prepared.changes), applied, prepared.occurred)
+        return BatchOutcome(prepared.records, len(prepared.changes), applied, prepared.dead_lettered)
 
     def _observe(self, accepted: int, applied: int, occurred: list[datetime]) -> None:
         name = self.policy.name

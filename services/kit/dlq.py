@@ -50,15 +50,16 @@ async def dead_letter(
         sends.append(
             await producer.send(dlq_topic(consumer), record.value, key=record.key, headers=dlq_headers(record, rejection))
         )
-        metrics.DEAD_LETTERED.labels(consumer, rejection.reason.value).inc()
     await asyncio.gather(*sends)
+    for _, rejection in rejected:  # counted once Kafka has them: a failed send is retried, not counted twice
+        metrics.DEAD_LETTERED.labels(consumer, rejection.reason.value).inc()
 
 
 def _event_id(value: bytes | None) -> str | None:
     """The event_id of a rejected value when it is readable at all; dead letters are often not."""
     try:
         document = json.loads(value or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested hostile JSON must not stop the dead-lettering
         return None
     found = document.get("event_id") if isinstance(document, dict) else None
     return found if isinstance(found, str) else None

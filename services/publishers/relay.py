@@ -21,6 +21,8 @@ from services.kit.signing import SigningKey, sign_batch
 from services.publishers import store
 
 log = logging.getLogger(__name__)
+# Retrying a local broker is cheap; waiting longer only keeps accepted listings off the copies after Kafka is back.
+MAX_BACKOFF_SECONDS = 2.0
 
 
 class Signer:
@@ -106,7 +108,7 @@ class OutboxRelay:
                     self.connected = False
                     log.warning("outbox relay paused: %s; retrying in %.1fs", exc, backoff)
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 finally:
                     await kafka.stop()
         finally:

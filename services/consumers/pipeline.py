@@ -1,0 +1,128 @@
+"""Overlaps verifying batch N+1 with batch N's transaction; a batch's offsets are committed only after its own
+transaction, and a failed batch rewinds its partitions so nothing is ever committed ahead of the copy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.consumers.copy import CopyKeeper, Prepared
+from services.kit import metrics
+
+log = logging.getLogger(__name__)
+RETRY_SECONDS = 1.0
+Offsets = dict[TopicPartition, int]
+
+
+def first_offsets(records: Sequence[ConsumerRecord[bytes, bytes]]) -> Offsets:
+    starts: Offsets = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        if tp not in starts or r.offset < starts[tp]:
+            starts[tp] = r.offset
+    return starts
+
+
+def next_offsets(records: Sequence[ConsumerRecord[bytes, bytes]]) -> Offsets:
+    ends: Offsets = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        ends[tp] = max(ends.get(tp, 0), r.offset + 1)
+    return ends
+
+
+def rewind(consumer: Any, starts: Offsets) -> None:
+    """Seek back so the records are fetched again; partitions no longer assigned are someone else's now."""
+    for tp, offset in starts.items():
+        with contextlib.suppress(Exception):
+            consumer.seek(tp, offset)
+
+
+class Pipeline:
+    def __init__(self, name: str, keeper: Callable[[], CopyKeeper | None]) -> None:
+        self.name = name
+        self.keeper = keeper
+        self._inflight: asyncio.Task[None] | None = None
+        self._failed: Offsets | None = None
+        self._closing = False
+
+    async def handle(self, consumer: Any, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Admit this batch, wait for the previous transaction, then start this batch's transaction."""
+        starts = first_offsets(records)
+        copy = self.keeper()
+        try:
+            if copy is None or self._closing:
+                raise RuntimeError("consumer is starting or stopping")
+            prepared = await copy.prepare(records)
+        except Exception as exc:
+            log.error("batch of %d records not admitted (%s); rewinding to retry", len(records), exc)
+            await self._rewind_after(consumer, await self._settle(), starts)
+            return
+        if not await self._settle():
+            await self._rewind_after(consumer, False, starts)
+            return
+        self._inflight = asyncio.create_task(self._apply(consumer, copy, prepared, starts, next_offsets(records), records))
+
+    async def _apply(
+        self,
+        consumer: Any,
+        copy: CopyKeeper,
+        prepared: Prepared,
+        starts: Offsets,
+        ends: Offsets,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+    ) -> None:
+        try:
+            await copy.apply(prepared)
+        except Exception as exc:
+            log.error("batch of %d records not applied (%s); rewinding to retry", prepared.records, exc)
+            rewind(consumer, starts)
+            self._failed = starts
+            raise
+        try:
+            await consumer.commit(ends)  # offsets move only after this batch's database commit
+        except KafkaError as exc:
+            # A rebalance took the partitions: the new owner re-applies, which the version check makes a no-op.
+            log.warning("offset commit failed after apply (%s); records will be redelivered harmlessly", exc)
+        report_lag(self.name, consumer, records)
+
+    async def _rewind_after(self, consumer: Any, previous_ok: bool, starts: Offsets) -> None:
+        """Send this batch back: each partition resumes at the earlier of the failed previous batch's start
+        and this batch's start (this batch may already hold records fetched again after that rewind)."""
+        resume = dict(starts)
+        for tp, offset in ({} if previous_ok else (self._failed or {})).items():
+            resume[tp] = min(offset, resume.get(tp, offset))
+        rewind(consumer, resume)
+        self._failed = None
+        if not self._closing:
+            await asyncio.sleep(RETRY_SECONDS)
+
+    async def _settle(self) -> bool:
+        """Wait for the in-flight transaction and its commit; False when it failed."""
+        task, self._inflight = self._inflight, None
+        if task is None:
+            return True
+        try:
+            await task
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop taking batches (a late one is rewound, not committed) and finish the one in flight."""
+        self._closing = True
+        await self._settle()
+
+
+def report_lag(consumer_name: str, consumer: Any, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+    """Lag per partition seen in the batch: high watermark minus the offset after the batch's last record."""
+    for tp, next_offset in next_offsets(records).items():
+        highwater = consumer.highwater(tp) if hasattr(consumer, "highwater") else None
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(consumer_name, tp.topic, str(tp.partition)).set(max(highwater - next_offset, 0))
