@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
@@ -14,8 +14,12 @@ from schemas.catalogue import AUTHORITY_ID, LIST_ID, NATIONAL, REGION, Restricti
 SCHEMA_VERSION = 1
 
 
-# Aware datetimes only (RFC 3339 with an offset); validated in pydantic-core, no Python call per field.
-UtcDatetime = AwareDatetime
+# Aware datetimes only (RFC 3339 with an offset); validated in pydantic-core, no Python call per field. The bounds keep
+# every time representable in UTC: 0001-01-01T00:00:00+01:00 is valid RFC 3339 but before year 1 in UTC, which
+# PostgreSQL's driver and astimezone() cannot convert, so such a record would fail every apply instead of being refused.
+UtcDatetime = Annotated[
+    AwareDatetime, Field(gt=datetime(1, 1, 2, tzinfo=UTC), lt=datetime(9999, 12, 30, tzinfo=UTC))
+]
 
 
 class EventType(StrEnum):
@@ -88,6 +92,8 @@ class Listing(WireModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Listing:
+        if any("\x00" in text for text in self._stored_text()):
+            raise ValueError("text fields must not contain NUL characters (PostgreSQL text cannot hold them)")
         if self.expires_at <= self.effective_from:
             raise ValueError("expires_at must be after effective_from")
         if (self.status is Status.REVOKED) != (self.revocation is not None):
@@ -95,6 +101,10 @@ class Listing(WireModel):
         if len(set(self.restrictions)) != len(self.restrictions):
             raise ValueError("restrictions must not repeat")
         return self
+
+    def _stored_text(self) -> tuple[str, ...]:
+        basis = self.legal_basis
+        return (self.listing_id, self.subject.id_masked, self.subject.display_name, basis.case_number, basis.decision_ref or "")
 
     @property
     def authorized(self) -> bool:

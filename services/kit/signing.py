@@ -120,12 +120,12 @@ def sign_batch(key: SigningKey, authority: str, values: Sequence[bytes]) -> list
     size = str(len(values))
     return [
         {
-            Header.AUTHORITY: authority,
-            Header.KEY_ID: key.key_id,
-            Header.MERKLE_SIZE: size,
-            Header.MERKLE_INDEX: str(i),
-            Header.MERKLE_PATH: base64.b64encode(b"".join(_path(i, levels))).decode(),
-            Header.SIGNATURE: signature,
+            Header.AUTHORITY.value: authority,
+            Header.KEY_ID.value: key.key_id,
+            Header.MERKLE_SIZE.value: size,
+            Header.MERKLE_INDEX.value: str(i),
+            Header.MERKLE_PATH.value: base64.b64encode(b"".join(_path(i, levels))).decode(),
+            Header.SIGNATURE.value: signature,
         }
         for i in range(len(values))
     ]
@@ -155,8 +155,7 @@ class Keyring:
 
     def __init__(self, keys: Sequence[TrustedKey], cache_size: int = 65536) -> None:
         self._keys = {k.key_id: k for k in keys}
-        # Nodes of verified batch trees, by (key id, signature, size) and (level, position); bounded.
-        self._nodes: dict[tuple[tuple[str, bytes, int], int, int], bytes] = {}
+        self._verified: set[tuple[str, bytes, bytes]] = set()  # (key id, signature, root) that verified; bounded
         self._coverage: dict[tuple[str, str], bool] = {}
         self._cache_size = cache_size
         self.verifications = 0  # Ed25519 verifications actually performed, for metrics and tests
@@ -184,8 +183,8 @@ class Keyring:
     def verify(self, value: bytes, headers: Mapping[str, bytes]) -> str:
         """Check a record's signature headers; return the authority the key vouches for, or raise.
 
-        Records of one signed batch share its upper tree: once a batch verified, a record proves its
-        leaf only up to the first node already known to be in that verified tree."""
+        The root is always recomputed from this record's own value, index, size and path, so every instance
+        decides alike whatever it has cached; only the Ed25519 check is cached, per (key id, signature, root)."""
         key_id = _text(headers, Header.KEY_ID)
         authority = _text(headers, Header.AUTHORITY)
         key = self._keys.get(key_id)
@@ -204,15 +203,16 @@ class Keyring:
             raise VerificationError("bad_signature", f"malformed signature headers: {exc}") from exc
         if not 0 <= index < size <= 1 << 20 or len(path_bytes) % HASH_SIZE or len(path_bytes) > 64 * HASH_SIZE:
             raise VerificationError("bad_signature", "merkle index, size or path length out of range")
-        batch = (key_id, signature_text, size)
-        computed, root = self._climb(batch, leaf_hash(value), index, size, path_bytes)
+        path = [path_bytes[i : i + HASH_SIZE] for i in range(0, len(path_bytes), HASH_SIZE)]
+        root = root_from_path(leaf_hash(value), index, size, path)
         if root is None:
-            root = computed[-1][2]
+            raise VerificationError("bad_signature", "audit path does not fit the merkle index and size")
+        verified = (key_id, signature_text, root)
+        if verified not in self._verified:
             self._verify_root(key, signature_text, root)
-        for node in computed:
-            self._nodes[(batch, node[0], node[1])] = node[2]
-        if len(self._nodes) > self._cache_size * 16:
-            self._nodes.clear()
+            if len(self._verified) >= self._cache_size:
+                self._verified.clear()
+            self._verified.add(verified)
         return authority
 
     def _covers(self, key: TrustedKey, authority: str) -> bool:
@@ -220,36 +220,6 @@ class Keyring:
         if known is None:
             known = self._coverage[(key.key_id, authority)] = key.covers(authority)
         return known
-
-    def _climb(
-        self, batch: tuple[str, bytes, int], leaf: bytes, index: int, size: int, path_bytes: bytes
-    ) -> tuple[list[tuple[int, int, bytes]], bytes | None]:
-        """Hash from the leaf towards the root (RFC 6962 shape, odd last nodes carried up). Returns the
-        nodes computed and, when a node of an already verified tree was met, that tree's root."""
-        computed: list[tuple[int, int, bytes]] = []
-        node, level, width, used = leaf, 0, size, 0
-        if size == 1 and not path_bytes and self._nodes.get((batch, 0, 0)) == leaf:
-            return computed, leaf
-        while width > 1:
-            sibling = index ^ 1
-            if sibling < width:
-                if used + HASH_SIZE > len(path_bytes):
-                    raise VerificationError("bad_signature", "audit path too short for the merkle index and size")
-                other = path_bytes[used : used + HASH_SIZE]
-                used += HASH_SIZE
-                node = node_hash(other, node) if index & 1 else node_hash(node, other)
-            index, width, level = index >> 1, (width + 1) >> 1, level + 1
-            known = self._nodes.get((batch, level, index))
-            if known is not None:
-                if known != node:
-                    raise VerificationError("bad_signature", "record does not belong to the signed batch it names")
-                return computed, known
-            computed.append((level, index, node))
-        if used != len(path_bytes):
-            raise VerificationError("bad_signature", "audit path too long for the merkle index and size")
-        if not computed:  # a batch of one: the leaf is the root
-            computed.append((0, 0, node))
-        return computed, None
 
     def _verify_root(self, key: TrustedKey, signature_text: bytes, root: bytes) -> None:
         try:
