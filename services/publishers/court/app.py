@@ -1,6 +1,8 @@
-"""The court publisher service: `uvicorn services.publishers.court.app:app`."""
+"""The court publisher service: `uvicorn services.publishers.court.app:app`, with the public register page."""
 
 from services.publishers.app import create_app
+from services.publishers.court import register
 from services.publishers.court.rules import rules_for
 
 app = create_app("court", rules_for)
+app.include_router(register.router)  # public: the law makes this list public, so no token
