@@ -8,13 +8,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 64 * 1024
 
 
+# Where a parameter came from is not part of its name: a 422 names `page` or `listing_id`, not `query.page`.
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
 def field_name(loc: Sequence[int | str]) -> str:
-    parts = [str(p) for p in loc if p != "body"]
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in _LOCATIONS:
+        parts = parts[1:]
     return ".".join(parts) or "body"
 
 
@@ -51,32 +58,57 @@ class BodySizeLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await _too_large(self.limit)(scope, receive, send)
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _BodyTooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(self.limit)(scope, receive, send)
+        await self.app(scope, *_ChunkedLimit(self.limit, scope, receive, send).channels())
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _ChunkedLimit:
+    """A body without a (truthful) Content-Length, counted as it arrives. Over the limit, the 413 is sent from here
+    and the app sees the client gone: an exception would instead surface as the framework's own 400."""
+
+    def __init__(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        self.limit, self.scope, self.receive, self.send = limit, scope, receive, send
+        self.seen = 0
+        self.refused = False
+
+    def channels(self) -> tuple[Receive, Send]:
+        return self.limited_receive, self.guarded_send
+
+    async def limited_receive(self) -> Message:
+        if self.refused:
+            return {"type": "http.disconnect"}
+        message = await self.receive()
+        self.seen += len(message.get("body", b""))
+        if self.seen > self.limit:
+            self.refused = True
+            await _too_large(self.limit)(self.scope, self.receive, self.send)
+            return {"type": "http.disconnect"}
+        return message
+
+    async def guarded_send(self, message: Message) -> None:
+        if not self.refused:  # whatever the app answers after the 413 goes nowhere
+            await self.send(message)
 
 
 def _too_large(limit: int) -> JSONResponse:
     return JSONResponse(status_code=413, content={"error": f"request body over {limit} bytes", "field": "body"})
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx answer: what is wrong, and the field it is about when there is one."""
+
+    error: str
+    field: str | None = None
+    errors: list[FieldError] | None = None
+
+
 def install_common(app: FastAPI, ready: Callable[[], Awaitable[dict[str, bool]]]) -> None:
     """Error handlers, the body size limit and the /healthz, /readyz and /metrics routes."""
+    app.router.responses = {422: {"model": ErrorBody, "description": "Invalid input; `field` names it"}, **app.router.responses}
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodySizeLimit)
 

@@ -13,24 +13,26 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from schemas.catalogue import FAMILIES, authority_matches
-from services.kit import metrics
+from services.kit import logs, metrics
 from services.kit.db import create_pool
 from services.kit.http import install_common, unprocessable
 from services.kit.settings import Settings
 from services.kit.signing import SigningKey
 from services.publishers import service, store
 from services.publishers.relay import OutboxRelay, Signer
-from services.publishers.requests import AmendRequest, IssueRequest, RevokeRequest
+from services.publishers.requests import PRINTABLE, AmendRequest, IssueRequest, RevokeRequest
 from services.publishers.rules import ListRules, RuleViolation
 
 log = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False)
 PAGE_SIZE = 100
+# A listing id in a path is looked up in PostgreSQL, which cannot hold NUL: refuse such ids with a 422 first.
+ListingIdPath = Annotated[str, Path(min_length=1, max_length=200, pattern=PRINTABLE)]
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,9 @@ def load_signer(settings: Settings, family_prefix: str) -> Signer:
 
 
 def create_app(family_name: str, rules_for: Callable[[str], ListRules | None], settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.from_env(service=FAMILIES[family_name].service)
     family = FAMILIES[family_name]
+    logs.configure(family.service)
     publisher = service.Publisher(family, rules_for, settings.subject_hash_key)
     state: dict[str, Any] = {}
 
@@ -77,6 +80,7 @@ def create_app(family_name: str, rules_for: Callable[[str], ListRules | None], s
         relay = OutboxRelay(pool, load_signer(settings, family.authority_prefix), settings, family.service)
         task = asyncio.create_task(relay.run(), name=f"{family.service}-outbox-relay")
         state.update(pool=pool, relay=relay)
+        app.state.pool = pool  # read by routers added after create_app, e.g. the court's public register
         try:
             yield
         finally:
@@ -139,13 +143,13 @@ def create_app(family_name: str, rules_for: Callable[[str], ListRules | None], s
         return {"listing": listing_json(listing), "related_listings": [listing_json(r) for r in related]}
 
     @app.post("/v1/listings/{listing_id}/amend")
-    async def amend(listing_id: str, body: AmendRequest, who: Auth) -> dict[str, Any]:
+    async def amend(listing_id: ListingIdPath, body: AmendRequest, who: Auth) -> dict[str, Any]:
         listing = await service.amend(state["pool"], publisher, listing_id, body, who.acts_for, who.actor)
         metrics.LISTINGS_PUBLISHED.labels(family.service, "listing.amended").inc()
         return {"listing": listing_json(listing)}
 
     @app.post("/v1/listings/{listing_id}/revoke")
-    async def revoke(listing_id: str, body: RevokeRequest, who: Auth) -> dict[str, Any]:
+    async def revoke(listing_id: ListingIdPath, body: RevokeRequest, who: Auth) -> dict[str, Any]:
         listing = await service.revoke(state["pool"], publisher, listing_id, body, who.acts_for, who.actor)
         metrics.LISTINGS_PUBLISHED.labels(family.service, "listing.revoked").inc()
         return {"listing": listing_json(listing)}
@@ -160,11 +164,11 @@ def create_app(family_name: str, rules_for: Callable[[str], ListRules | None], s
         return stored
 
     @app.get("/v1/listings/{listing_id}")
-    async def get_listing(listing_id: str, who: Auth) -> dict[str, Any]:
+    async def get_listing(listing_id: ListingIdPath, who: Auth) -> dict[str, Any]:
         return {"listing": listing_json((await readable(listing_id, who)).listing)}
 
     @app.get("/v1/listings/{listing_id}/history")
-    async def get_history(listing_id: str, who: Auth) -> dict[str, Any]:
+    async def get_history(listing_id: ListingIdPath, who: Auth) -> dict[str, Any]:
         await readable(listing_id, who)
         async with state["pool"].acquire() as conn:
             entries = await store.history(conn, listing_id)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.catalogue import Restriction
 from schemas.events import AuthorityId, LegalBasis, RevocationReason, SubjectKind, UtcDatetime
+
+# Names, ids and case numbers are stored and shown: control characters (NUL above all, which PostgreSQL cannot
+# store) are refused with a 422 naming the field rather than failing in the database.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+# Terms add at most a few years to these times; keeping them far below year 9999 means the arithmetic cannot overflow.
+RequestTime = Annotated[UtcDatetime, Field(lt=datetime(9000, 1, 1, tzinfo=UTC))]
 
 
 class Body(BaseModel):
@@ -14,34 +24,42 @@ class Body(BaseModel):
 
 class SubjectIn(Body):
     kind: SubjectKind
-    id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=128)
+    id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    name: str = Field(min_length=1, max_length=128, pattern=PRINTABLE)
 
 
 class RepresentativeIn(Body):
-    id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=128)
+    id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    name: str = Field(min_length=1, max_length=128, pattern=PRINTABLE)
+
+
+class LegalBasisIn(LegalBasis):
+    """The wire's LegalBasis, stricter at the HTTP edge; a subclass, so a listing takes it as it is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    case_number: str = Field(min_length=1, max_length=128, pattern=PRINTABLE)
+    decision_ref: str | None = Field(default=None, max_length=256, pattern=PRINTABLE)
 
 
 class IssueRequest(Body):
     authority: AuthorityId
-    list: str = Field(min_length=1, max_length=128)
+    list: str = Field(min_length=1, max_length=128, pattern=PRINTABLE)
     subject: SubjectIn
     restrictions: tuple[Restriction, ...] | None = Field(default=None, min_length=1, max_length=len(Restriction))
-    scope: str | None = Field(default=None, max_length=16)
-    legal_basis: LegalBasis
-    effective_from: UtcDatetime | None = None
+    scope: str | None = Field(default=None, max_length=16, pattern=PRINTABLE)
+    legal_basis: LegalBasisIn
+    effective_from: RequestTime | None = None
     term_days: int | None = Field(default=None, ge=1, le=3650)
-    expires_at: UtcDatetime | None = None
+    expires_at: RequestTime | None = None
     legal_representative: RepresentativeIn | None = None
 
 
 class AmendRequest(Body):
-    expires_at: UtcDatetime | None = None
+    expires_at: RequestTime | None = None
     restrictions: tuple[Restriction, ...] | None = Field(default=None, min_length=1, max_length=len(Restriction))
-    legal_basis: LegalBasis | None = None
+    legal_basis: LegalBasisIn | None = None
 
 
 class RevokeRequest(Body):
     reason: RevocationReason
-    legal_basis: LegalBasis | None = None
+    legal_basis: LegalBasisIn | None = None
