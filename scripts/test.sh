@@ -6,8 +6,10 @@ BIN=.venv/bin
 
 echo "== ruff"; $BIN/ruff check .
 echo "== mypy"; $BIN/mypy
-echo "== unit tests (no I/O)"; $BIN/python -m pytest tests/unit -q -p no:cacheprovider
+echo "== unit and contract tests (no services)"; $BIN/python -m pytest tests/unit tests/contract -q -p no:cacheprovider
 
+# The suite runs with Kafka access control on (SASL/SCRAM identities, ACLs); `make demo` keeps the open default.
+export BLACKLIST_SYNC_KAFKA_ACCESS="${BLACKLIST_SYNC_KAFKA_ACCESS:-scram}"
 started_here=0
 if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" || -z "${DATABASE_URL:-}" ]]; then
   if ! $BIN/python -c "import sys; from services import localinfra; sys.exit(0 if localinfra.is_running() else 1)"; then
@@ -20,5 +22,9 @@ fi
 stop() { if [[ $started_here == 1 ]]; then echo "== blacklist-sync down"; $BIN/blacklist-sync down || true; fi; }
 trap stop EXIT
 
-echo "== integration and e2e tests (real Kafka, real PostgreSQL, services as processes)"
-$BIN/python -m pytest tests/integration tests/e2e -v -p no:cacheprovider --durations=10 "$@"
+echo "== integration, e2e, browser and deployment tests (real Kafka, real PostgreSQL, services as processes)"
+$BIN/python -m pytest tests/integration tests/e2e tests/browser tests/deploy -v -p no:cacheprovider --durations=15 "$@"
+
+# Its own session: the session-wide `services` fixture above keeps every consumer group busy.
+echo "== fault tests (kill -9, Kafka and PostgreSQL outages, rebalances)"
+$BIN/python -m pytest tests/faults -v -p no:cacheprovider --durations=10
