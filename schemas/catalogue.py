@@ -47,6 +47,7 @@ FAMILIES: dict[str, Family] = {
 LISTING_TOPICS: tuple[str, ...] = tuple(f.topic for f in FAMILIES.values())
 LISTING_TOPIC_PARTITIONS = 6
 DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
+DLQ_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 
 CONSUMERS: tuple[str, ...] = ("airline", "ticketing", "luxury-retail", "admissions")
 PUBLISHERS: tuple[str, ...] = ("court", "transport", "city-pilot")
@@ -72,7 +73,13 @@ def all_topics(partitions: int = LISTING_TOPIC_PARTITIONS) -> list[TopicSpec]:
     """Every topic of the contract with its cleanup policy (CONTRACT section 3)."""
     listing = [TopicSpec(t, partitions, {"cleanup.policy": "compact", "min.insync.replicas": "1"}) for t in LISTING_TOPICS]
     dlq = [
-        TopicSpec(dlq_topic(c), partitions, {"cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS)})
+        # A dead letter is its record plus x-dlq-* headers: room above the broker's 1 MiB default, so a record
+        # Kafka accepted on a listing topic can always be dead-lettered.
+        TopicSpec(
+            dlq_topic(c),
+            partitions,
+            {"cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS), "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
+        )
         for c in CONSUMERS
     ]
     return listing + dlq

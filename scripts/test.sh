@@ -25,6 +25,9 @@ trap stop EXIT
 echo "== integration, e2e, browser and deployment tests (real Kafka, real PostgreSQL, services as processes)"
 $BIN/python -m pytest tests/integration tests/e2e tests/browser tests/deploy -v -p no:cacheprovider --durations=15 "$@"
 
-# Its own session: the session-wide `services` fixture above keeps every consumer group busy.
+# Own sessions: the session-wide `services` fixture above keeps every consumer group busy.
+echo "== adversarial records, fuzzing and HTTP edges (its own airline consumer)"
+$BIN/python -m pytest tests/adversarial -v -p no:cacheprovider --durations=10
+
 echo "== fault tests (kill -9, Kafka and PostgreSQL outages, rebalances)"
 $BIN/python -m pytest tests/faults -v -p no:cacheprovider --durations=10

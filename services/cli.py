@@ -57,6 +57,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         uvicorn.run(spec.app, host=args.host, port=spec.port, access_log=False)
         return 0
     running = runner.start(names, settings.home / "logs", ports={n: SERVICES[n].port + args.port_offset for n in names})
+    # Blocked (after the children start, who must keep SIGTERM) so that sigwait receives SIGINT/SIGTERM and
+    # stops the children, instead of the default action ending this process and orphaning them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     print(f"started {', '.join(f'{r.spec.name}:{r.port}' for r in running)}; logs in {settings.home / 'logs'}; Ctrl-C stops them")
     try:
         runner.wait_ready(running)

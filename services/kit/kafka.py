@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
+from schemas.catalogue import DLQ_MAX_MESSAGE_BYTES
 from services.kit.settings import KafkaAuth, Settings
 
 
@@ -19,8 +20,15 @@ def client_options(settings: Settings) -> dict[str, Any]:
 
 
 def idempotent_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
-    # acks from all in-sync replicas and idempotence: a retried send is never written twice.
-    options: dict[str, Any] = {"enable_idempotence": True, "acks": "all", "linger_ms": 2, "request_timeout_ms": 15000}
+    # acks from all in-sync replicas and idempotence: a retried send is never written twice. Requests up to the
+    # DLQ's message size: a dead letter is its (up to 1 MiB) record plus the x-dlq-* headers.
+    options: dict[str, Any] = {
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 2,
+        "request_timeout_ms": 15000,
+        "max_request_size": DLQ_MAX_MESSAGE_BYTES,
+    }
     return AIOKafkaProducer(**client_options(settings), **(options | overrides))
 
 

@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from schemas.catalogue import authority_matches
+from schemas.catalogue import AUTHORITY_ID, authority_matches
 from schemas.events import Header
 
 SIGNATURE_CONTEXT = b"blacklist-sync.v1.batch:"
@@ -216,8 +216,12 @@ class Keyring:
         return authority
 
     def _covers(self, key: TrustedKey, authority: str) -> bool:
+        if not AUTHORITY_ID.match(authority):  # hostile headers must not grow the memo below without bound
+            return False
         known = self._coverage.get((key.key_id, authority))
         if known is None:
+            if len(self._coverage) >= 4096:
+                self._coverage.clear()
             known = self._coverage[(key.key_id, authority)] = key.covers(authority)
         return known
 

@@ -1,10 +1,11 @@
-"""Create the contract's topics (CONTRACT section 3) on a Kafka cluster; existing topics are left as they are."""
+"""Create the contract's topics (CONTRACT section 3) on a Kafka cluster; existing ones get the contract's settings."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from schemas.catalogue import TopicSpec
 from services.kit.settings import KafkaAuth
@@ -21,8 +22,13 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=30000, **security)
     await admin.start()
     try:
+        specs = list(specs)
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
+        present = [spec for spec in specs if spec.name in existing]
+        if present:
+            # A home made by an older `up` gets today's settings (e.g. the DLQ's larger message size).
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=dict(s.config)) for s in present])
         if not missing:
             progress("topics: all present")
             return

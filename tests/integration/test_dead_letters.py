@@ -9,7 +9,9 @@ import uuid
 import asyncpg
 import httpx
 import pytest
+from aiokafka import TopicPartition
 
+from schemas.catalogue import LISTING_TOPIC_PARTITIONS
 from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
 from services.kit.signing import SigningKey, sign_batch
 from services.kit.subjects import id_hash
@@ -55,12 +57,30 @@ def signed(key: SigningKey, authority: str, value: bytes) -> list[tuple[str, byt
     return [("content-type", b"application/json"), *((str(k), v.encode()) for k, v in headers.items())]
 
 
-async def read_dlq(bootstrap: str, consumer: str, keys: set[bytes], timeout: float = 30.0) -> dict[bytes, dict[str, bytes]]:
-    """Headers of the DLQ records carrying `keys`, read from the start of the consumer's dead-letter topic."""
-    reader = kafka_clients.consumer(
-        bootstrap, f"{consumer}.dlq.v1", auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
-    )
+async def dlq_ends(bootstrap: str, consumer: str) -> dict[TopicPartition, int]:
+    """End offsets of a consumer's DLQ now: the letters a test provokes land after them."""
+    probe = kafka_clients.consumer(bootstrap, enable_auto_commit=False, group_id=None)
+    await probe.start()
+    try:
+        topic = f"{consumer}.dlq.v1"
+        partitions = [TopicPartition(topic, p) for p in sorted(probe.partitions_for_topic(topic) or ())] or [
+            TopicPartition(topic, p) for p in range(LISTING_TOPIC_PARTITIONS)
+        ]
+        ends: dict[TopicPartition, int] = await probe.end_offsets(partitions)
+        return ends
+    finally:
+        await probe.stop()
+
+
+async def read_dlq(
+    bootstrap: str, consumer: str, keys: set[bytes], since: dict[TopicPartition, int], timeout: float = 30.0
+) -> dict[bytes, dict[str, bytes]]:
+    """Headers of the DLQ records carrying `keys`, read from `since` (a reused stack's DLQ can be huge)."""
+    reader = kafka_clients.consumer(bootstrap, enable_auto_commit=False, group_id=None)
     await reader.start()
+    reader.assign(list(since))
+    for tp, offset in since.items():
+        reader.seek(tp, offset)
     found: dict[bytes, dict[str, bytes]] = {}
     deadline = time.monotonic() + timeout
     try:
@@ -102,6 +122,7 @@ async def test_each_bad_record_is_dead_lettered_with_its_reason_and_the_consumer
         "unauthorized_authority": (lid("city").encode(), foreign, signed(city, "city.hangzhou", foreign)),
         "key_mismatch": (f"{lid('other')}-x".encode(), mismatched, signed(court, authority, mismatched)),
     }
+    since = {consumer: await dlq_ends(infra.bootstrap_servers, consumer) for consumer in ("airline", "admissions")}
     producer = kafka_clients.producer(infra.bootstrap_servers)
     await producer.start()
     try:
@@ -111,7 +132,7 @@ async def test_each_bad_record_is_dead_lettered_with_its_reason_and_the_consumer
         await producer.stop()
 
     for consumer in ("airline", "admissions"):
-        letters = await read_dlq(infra.bootstrap_servers, consumer, {k for k, _, _ in cases.values()})
+        letters = await read_dlq(infra.bootstrap_servers, consumer, {k for k, _, _ in cases.values()}, since[consumer])
         for reason, (key, value, headers) in cases.items():
             assert key in letters, f"{consumer} did not dead-letter the {reason} record"
             letter = letters[key]
