@@ -64,8 +64,9 @@ class Pipeline:
             log.error("batch of %d records not admitted (%s); rewinding to retry", len(records), exc)
             await self._rewind_after(consumer, await self._settle(), starts)
             return
-        if not await self._settle():
-            await self._rewind_after(consumer, False, starts)
+        previous_ok = await self._settle()
+        if not previous_ok or self._closing:  # closing: the batch goes back uncommitted, no new transaction
+            await self._rewind_after(consumer, previous_ok, starts)
             return
         self._inflight = asyncio.create_task(self._apply(consumer, copy, prepared, starts, next_offsets(records), records))
 
@@ -105,13 +106,16 @@ class Pipeline:
 
     async def _settle(self) -> bool:
         """Wait for the in-flight transaction and its commit; False when it failed."""
-        task, self._inflight = self._inflight, None
+        task = self._inflight
         if task is None:
             return True
         try:
-            await task
+            await task  # close() and the next batch may both wait here: the reference stays until it is done
         except Exception:
             return False
+        finally:
+            if self._inflight is task:
+                self._inflight = None
         return True
 
     async def close(self) -> None:
