@@ -23,11 +23,15 @@ stop() { if [[ $started_here == 1 ]]; then echo "== blacklist-sync down"; $BIN/b
 trap stop EXIT
 
 echo "== integration, e2e, browser and deployment tests (real Kafka, real PostgreSQL, services as processes)"
-$BIN/python -m pytest tests/integration tests/e2e tests/browser tests/deploy -v -p no:cacheprovider --durations=15 "$@"
+$BIN/python -m pytest tests/integration tests/e2e tests/browser tests/deploy -v -p no:cacheprovider --durations=15 \
+  --ignore tests/e2e/test_faststream_run.py "$@"
 
 # Own sessions: the session-wide `services` fixture above keeps every consumer group busy.
 echo "== adversarial records, fuzzing and HTTP edges (its own airline consumer)"
 $BIN/python -m pytest tests/adversarial -v -p no:cacheprovider --durations=10
+
+echo "== services run the FastStream way; SIGTERM mid-load loses nothing (no other airline consumer may run)"
+$BIN/python -m pytest tests/e2e/test_faststream_run.py -v -p no:cacheprovider
 
 echo "== fault tests (kill -9, Kafka and PostgreSQL outages, rebalances)"
 $BIN/python -m pytest tests/faults -v -p no:cacheprovider --durations=10

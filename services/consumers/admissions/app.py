@@ -1,6 +1,8 @@
-"""The admissions consumer service: `uvicorn services.consumers.admissions.app:app`."""
+"""The admissions consumer service: `uvicorn services.consumers.admissions.app:app` (`:stream` for `faststream run`)."""
 
 from services.consumers.admissions.policy import POLICY
 from services.consumers.app import create_app
+from services.kit.stream import as_faststream
 
 app = create_app(POLICY)
+stream = as_faststream(app)
