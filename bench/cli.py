@@ -1,46 +1,229 @@
-"""`blacklist-sync bench`: start what the benchmarks need, run them, print a table and a JSON line."""
+"""`blacklist-sync bench`: run the benchmarks, each against a baseline measured in the same run; print a table and a JSON line.
+
+The consumer and latency benches use a topic and schema of their own on the stack they are pointed at (dropped
+afterwards); the others need the contract's topics and schemas, so they run on a scratch stack of the bench's
+own (bench/stack.py). Progress goes to stderr; the table and the JSON line to stdout."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
 import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.harness import Figure, json_line, progress, render
+from bench.harness import Figure, Skipped, json_line, progress, render, write_json
 
-SIZES = {"tiny": {"consumer": 2_000, "propagation": 3}, "full": {"consumer": 200_000, "propagation": 20}}
+if TYPE_CHECKING:
+    from bench.stack import ScratchStack
+
+BENCHES = ("consumer", "latency", "check-api", "propagation", "publisher", "memory", "rebuild")
+ON_SCRATCH = frozenset({"check-api", "propagation", "publisher", "memory", "rebuild"})
+
+
+@dataclass(frozen=True)
+class Size:
+    consumer: int  # records applied
+    latency_rate: int  # records/s of the paced stream
+    latency_seconds: float
+    check_listings: int  # listings in the airline copy under the check API load
+    http_seconds: float  # each wrk run
+    propagation: int  # publish/revoke round trips
+    listings: int  # the memory bench's copy, and what the rebuild rebuilds
+    boot_scratch_early: bool  # boot the scratch stack while the first benches run (it would disturb full-size figures)
+
+
+SIZES = {
+    "tiny": Size(2_000, 200, 2.0, 1_000, 1.0, 3, 5_000, boot_scratch_early=True),
+    "full": Size(200_000, 2_000, 20.0, 100_000, 10.0, 20, 1_000_000, boot_scratch_early=False),
+}
+
+
+def figure_names() -> dict[str, tuple[str, ...]]:
+    """Every figure each bench reports (imported late: `blacklist-sync --help` must not load Kafka clients)."""
+    from bench import check_api, consumer, latency, memory, propagation, publisher, rebuild
+
+    return {
+        "consumer": consumer.NAMES,
+        "latency": latency.NAMES,
+        "check-api": check_api.NAMES,
+        "propagation": propagation.NAMES,
+        "publisher": publisher.NAMES,
+        "memory": memory.NAMES,
+        "rebuild": rebuild.NAMES,
+    }
+
+
+@dataclass
+class Report:
+    figures: list[Figure] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: bool = False
+
+    def skip(self, names: Sequence[str], reason: str) -> None:
+        progress(f"not measured: {', '.join(names)}: {reason}")
+        self.skipped += [Skipped(name, reason) for name in names]
+
+    def attempt(self, names: Sequence[str], measure: Callable[[], list[Figure]], keep: bool = True) -> list[Figure]:
+        """Run one bench; a failure is reported as a gap in the table (and a non-zero exit), and the run goes on."""
+        try:
+            figures = measure()
+        except Exception as exc:  # one broken bench must not hide the others' figures
+            self.fail(names, exc)
+            return []
+        if keep:
+            self.figures += figures
+        return figures
+
+    def fail(self, names: Sequence[str], exc: BaseException) -> None:
+        """Every figure of `names` not yet reported becomes a gap naming the failure."""
+        self.failed = True
+        reported = {f.name for f in self.figures} | {s.name for s in self.skipped}
+        first_line = str(exc).splitlines()[0] if str(exc) else "(no message)"
+        self.skip([n for n in names if n not in reported], f"failed: {type(exc).__name__}: {first_line}")
+
+
+def _on_given_stack(size: Size, only: set[str], report: Report) -> None:
+    from bench import consumer, latency
+    from services.kit.settings import Settings
+
+    settings = Settings.from_env()
+    if "consumer" in only:
+        report.attempt(consumer.NAMES, lambda: asyncio.run(consumer.run(settings, size.consumer)))
+    if "latency" in only:
+        pace = latency.Pace(size.latency_rate, size.latency_seconds)
+        report.attempt(latency.NAMES, lambda: asyncio.run(latency.run(settings, pace)))
+
+
+def _with_services(scratch: ScratchStack, size: Size, only: set[str], report: Report) -> None:
+    """Check API and propagation with court + airline running, then the publisher alone, on the scratch stack."""
+    from bench import check_api, memory, propagation, publisher, wrk
+    from bench.stack import vm_status_kb
+    from services import runner
+
+    settings = scratch.settings()
+    if not wrk.available():
+        progress(wrk.INSTALL_HINT)
+    services = scratch.start_services(["court", "airline"])
+    court, airline = services["court"], services["airline"]
+    court_at_start = vm_status_kb(court.process.pid)
+    try:
+        if "check-api" in only and wrk.available():
+            report.attempt(
+                check_api.NAMES,
+                lambda: asyncio.run(check_api.measure(settings, airline.url, size.check_listings, size.http_seconds)),
+            )
+        elif "check-api" in only:
+            report.skip(check_api.NAMES, wrk.INSTALL_HINT)
+        if "propagation" in only:
+            report.attempt(propagation.NAMES, lambda: propagation.figures(court.url, airline.url, size.propagation))
+        runner.stop([airline])  # the publisher's figures are the publisher's alone
+        wanted = [*(publisher.NAMES if "publisher" in only else ()), *(memory.NAMES[1:] if "memory" in only else ())]
+        if wanted and not wrk.available():
+            report.skip(wanted, wrk.INSTALL_HINT)
+        elif wanted:
+            measure = lambda: asyncio.run(publisher.measure(settings, court.url, size.http_seconds))  # noqa: E731
+            figures = report.attempt(wanted, measure, keep="publisher" in only)
+            if figures and "memory" in only:
+                report.figures.append(memory.publisher_peak(court, court_at_start))
+    finally:
+        runner.stop(services.values())
+
+
+def _on_scratch(scratch: ScratchStack, size: Size, only: set[str], report: Report) -> None:
+    from bench import memory, rebuild
+    from bench.workspace import produce
+    from schemas.catalogue import FAMILIES
+
+    if only & {"check-api", "propagation", "publisher", "memory"}:
+        try:
+            _with_services(scratch, size, only, report)
+        except Exception as exc:  # the services did not start: the memory and rebuild benches may still run
+            names = figure_names()
+            report.fail([*names["check-api"], *names["propagation"], *names["publisher"], *names["memory"][1:]], exc)
+    settings = scratch.settings()
+    if "memory" in only:
+        report.attempt(memory.NAMES[:1], lambda: [memory.consumer_peak(scratch, settings, size.listings)])
+    if "rebuild" in only and (gap := rebuild.available()) is not None:
+        report.skipped.append(gap)
+    elif "rebuild" in only:
+        if "memory" not in only:  # the memory bench put the listings there; without it the rebuild has nothing to rebuild
+            progress(f"rebuild bench: producing {size.listings:,} listings to {FAMILIES['court'].topic}")
+            chunks = memory.listing_chunks(settings, size.listings, "rebuild")
+            asyncio.run(produce(settings, FAMILIES["court"].topic, chunks))
+        report.attempt(rebuild.NAMES, lambda: [rebuild.measure(scratch, settings, size.listings)])
+
+
+def _run_all(home: Path, size: Size, only: set[str], report: Report) -> None:
+    from bench.stack import ScratchStack
+
+    scratch = ScratchStack.boot(home) if size.boot_scratch_early and only & ON_SCRATCH else None
+    try:
+        _on_given_stack(size, only, report)
+        if only & ON_SCRATCH:
+            scratch = scratch or ScratchStack.boot(home)
+            try:
+                scratch.wait()
+                _on_scratch(scratch, size, only, report)
+            except Exception as exc:  # the scratch stack or its services: the given stack's figures still print
+                names = figure_names()
+                report.fail([n for bench in BENCHES if bench in only & ON_SCRATCH for n in names[bench]], exc)
+    finally:
+        if scratch is not None:
+            scratch.down()
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench import consumer, propagation
-    from services import localinfra, runner
-    from services.kit.settings import Settings
-    from services.topology import SERVICES
+    from services import localinfra
 
     size = SIZES[args.size]
+    only = set(args.only or BENCHES)
+    started, load_at_start = time.monotonic(), os.getloadavg()
     stack = localinfra.up(progress=progress)
-    settings = Settings.from_env()
-    figures: list[Figure] = []
-    only = set(args.only or ["consumer", "propagation"])
-    if "consumer" in only:
-        figures += asyncio.run(consumer.run(settings, size["consumer"]))
-    if "propagation" in only:
-        env = {"KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers, "DATABASE_URL": stack.database_url}
-        running = runner.start(["court", "airline"], stack.home / "logs" / "bench", env=env)
-        try:
-            runner.wait_ready(running, progress=progress)
-            figures += propagation.figures(SERVICES["court"].url, SERVICES["airline"].url, size["propagation"])
-        finally:
-            runner.stop(running)
-    print(render(figures))
-    print(json_line(figures))
-    return 0
+    report = Report()
+    # SIGTERM unwinds like Ctrl-C, so the scratch stack is stopped and removed on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # FastStream's access logger writes to stdout: while the benches run, stdout is stderr, so that stdout
+    # holds only the table and the JSON line.
+    with contextlib.redirect_stdout(sys.stderr):
+        _run_all(stack.home, size, only, report)
+    if args.size != "full":
+        for figure in report.figures:
+            figure.met = None  # the targets are stated for the full sizes
+    context = {
+        "size": args.size,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    _print(report, context, args.out)
+    return 1 if report.failed else 0
+
+
+def _print(report: Report, context: dict[str, object], out: Path | None) -> None:
+    print(render(report.figures, report.skipped))
+    print(
+        f"size {context['size']}, {context['cpus']} CPUs, load average (1/5/15 min) {context['load_average_at_start']} at start,"
+        f" {context['load_average_at_end']} at end, {context['seconds']} s; targets are judged for --size full only"
+    )
+    line = json_line(report.figures, report.skipped, context)
+    print(line)
+    if out is not None:
+        write_json(out, line)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bench = sub.add_parser("bench", help="benchmarks with same-run baselines (table + JSON line)")
     bench.add_argument("--size", choices=sorted(SIZES), default="full")
-    bench.add_argument("--only", action="append", choices=["consumer", "propagation"], help="run only these (repeatable)")
+    bench.add_argument("--only", action="append", choices=BENCHES, help="run only these (repeatable)")
+    bench.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON line to FILE")
     bench.set_defaults(func=run)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
 from services.kit.signing import SigningKey, sign_batch
@@ -26,6 +27,11 @@ CODES = [
 ]
 
 
+def rfc3339(moment: datetime) -> str:
+    """UTC with microseconds where there are any: latency is measured from this stamp."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class Record:
     key: bytes
@@ -34,32 +40,43 @@ class Record:
 
 
 def _event(
-    listing_id: str, version: int, kind: str, subject: int, rng: random.Random, occurred_at: datetime
+    listing_id: str,
+    version: int,
+    kind: str,
+    subject: int,
+    rng: random.Random,
+    occurred_at: datetime,
+    *,
+    codes: Sequence[str] | None = None,
+    subject_hash: str | None = None,
+    authority: str = AUTHORITY,
+    term: tuple[str, str] = ("2026-01-01T00:00:00Z", "2028-01-01T00:00:00Z"),
 ) -> dict[str, object]:
     revoked = kind == "listing.revoked"
-    codes = rng.sample(CODES, rng.randint(1, 4))
+    codes = codes or rng.sample(CODES, rng.randint(1, 4))
+    subject_hash = subject_hash or id_hash(DEFAULT_SUBJECT_HASH_KEY.encode(), "person", f"1101011980010{subject:05d}")
     return {
         "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
         "event_type": kind,
         "schema_version": 1,
-        "occurred_at": occurred_at.isoformat().replace("+00:00", "Z"),
+        "occurred_at": rfc3339(occurred_at),
         "listing": {
             "listing_id": listing_id,
             "version": version,
             "list": "court.dishonest_debtor",
-            "authority": AUTHORITY,
+            "authority": authority,
             "status": "revoked" if revoked else "active",
             "subject": {
                 "kind": "person",
-                "id_hash": id_hash(DEFAULT_SUBJECT_HASH_KEY.encode(), "person", f"1101011980010{subject:05d}"),
+                "id_hash": subject_hash,
                 "id_masked": f"110101********{subject % 10000:04d}",
                 "display_name": "Bench *",
             },
             "restrictions": sorted(codes),
             "scope": "national",
             "legal_basis": {"case_number": f"(2026) Bench {listing_id[-6:]}"},
-            "effective_from": "2026-01-01T00:00:00Z",
-            "expires_at": "2028-01-01T00:00:00Z",
+            "effective_from": term[0],
+            "expires_at": term[1],
             "revocation": {"reason": "paid", "at": "2026-06-01T00:00:00Z"} if revoked else None,
         },
     }
@@ -90,11 +107,14 @@ def events(count: int, seed: int = 7, prefix: str = "bench") -> list[tuple[str, 
     return out
 
 
-def signed(pairs: list[tuple[str, bytes]], key: SigningKey, batch: int = SIGNED_BATCH) -> list[Record]:
+def signed(
+    pairs: Sequence[tuple[str, bytes]], key: SigningKey, batch: int = SIGNED_BATCH, authority: str = AUTHORITY
+) -> list[Record]:
+    """Sign (listing_id, value) pairs in batches of `batch`, one signature per batch, as the outbox relay does."""
     records = []
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
-        for (listing_id, value), headers in zip(chunk, sign_batch(key, AUTHORITY, [v for _, v in chunk]), strict=True):
+        for (listing_id, value), headers in zip(chunk, sign_batch(key, authority, [v for _, v in chunk]), strict=True):
             records.append(
                 Record(
                     listing_id.encode(),
@@ -103,3 +123,54 @@ def signed(pairs: list[tuple[str, bytes]], key: SigningKey, batch: int = SIGNED_
                 )
             )
     return records
+
+
+def in_force_term(now: datetime | None = None) -> tuple[str, str]:
+    """A term in force now and for the next year, whatever day the bench runs."""
+    now = now or datetime.now(UTC)
+    return rfc3339(now - timedelta(days=1)), rfc3339(now + timedelta(days=365))
+
+
+def flight_listings(
+    count: int, prefix: str, subject_hash: Callable[[int], str], authority: str = AUTHORITY, start: int = 0
+) -> list[tuple[str, bytes]]:
+    """Listings start..start+count-1: distinct, issued, in force now, each banning FLIGHT, so the airline copy keeps all."""
+    rng = random.Random(start)
+    now = datetime.now(UTC)
+    term = in_force_term(now)
+    out = []
+    for n in range(start, start + count):
+        listing_id = f"{authority}:{prefix}-{n:08d}"
+        codes = sorted({"FLIGHT", *rng.sample(CODES, rng.randint(0, 3))})
+        event = _event(
+            listing_id,
+            1,
+            "listing.issued",
+            n,
+            rng,
+            now,
+            codes=codes,
+            subject_hash=subject_hash(n),
+            authority=authority,
+            term=term,
+        )
+        out.append((listing_id, json.dumps(event, separators=(",", ":")).encode()))
+    return out
+
+
+UNSTAMPED = b"0000-00-00T00:00:00.000000Z"  # as long as every stamp, so a value's size never changes
+
+
+def unstamped(listing_id: str, n: int, rng: random.Random, hash_key: bytes) -> bytes:
+    """One issued FLIGHT listing built ahead, its occurred_at left to stamp() at send time (latency benches)."""
+    now = datetime.now(UTC)
+    subject_hash = id_hash(hash_key, "person", f"9903031980{n:08d}")
+    codes = sorted({"FLIGHT", *rng.sample(CODES, rng.randint(0, 3))})
+    event = _event(listing_id, 1, "listing.issued", n, rng, now, codes=codes, subject_hash=subject_hash, term=in_force_term(now))
+    event["occurred_at"] = UNSTAMPED.decode()
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def stamp(value: bytes, moment: datetime) -> bytes:
+    """The value with occurred_at set to `moment`, to the microsecond."""
+    return value.replace(UNSTAMPED, moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode(), 1)

@@ -10,6 +10,7 @@ import httpx
 from bench.harness import Figure, progress, summary_ms
 from services.scenario import TOKENS, People
 
+NAMES = ("201 on court API -> airline refuses (median)", "revoke on court API -> airline allows (median)")
 COURT_BODY = {
     "authority": "court.bj-1st-intermediate",
     "list": "court.dishonest_debtor",
@@ -53,6 +54,6 @@ def figures(court: str, airline: str, runs: int) -> list[Figure]:
     listed, revoked = asyncio.run(measure(court, airline, runs))
     a, b = summary_ms(listed), summary_ms(revoked)
     return [
-        Figure("201 on court API -> airline refuses (median)", a["median_ms"], "ms", notes=a),
-        Figure("revoke on court API -> airline allows (median)", b["median_ms"], "ms", notes=b),
+        Figure(NAMES[0], a["median_ms"], "ms", notes=a),
+        Figure(NAMES[1], b["median_ms"], "ms", notes=b),
     ]

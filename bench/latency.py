@@ -1,0 +1,289 @@
+"""Publish-to-applied latency at a steady rate: a paced, signed stream from a producer process, applied by the real
+pipeline (FastStream batch subscriber + CopyKeeper); baseline: the same stream read by raw aiokafka + JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import queue
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.synchronize import Event as ProcessEvent
+from typing import Any
+
+from bench.corpus import AUTHORITY, signed, stamp, unstamped
+from bench.harness import Figure, percentile, progress
+from bench.workspace import POLICY, Workspace, raw_consumer
+from services.consumers.app import build_broker
+from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
+from services.kit.kafka import idempotent_producer
+from services.kit.settings import Settings
+from services.kit.signing import Keyring, SigningKey
+
+QUANTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0))
+NAMES = tuple(f"publish-to-applied latency {q}" for q, _ in QUANTILES)
+TARGETS_MS = {"p50": 5.0, "p99": 25.0}
+TICK_S = 0.005  # one small signed batch per tick: 10 records at 2,000/s
+PROBE = "probe"
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@dataclass(frozen=True)
+class Pace:
+    rate: int
+    seconds: float
+
+    @property
+    def total(self) -> int:
+        return round(self.rate * self.seconds)
+
+
+def occurred_at(value: bytes) -> tuple[str, float]:
+    """(listing_id, occurred_at as a Unix time) of one record's value."""
+    event = json.loads(value)
+    return event["listing"]["listing_id"], datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00")).timestamp()
+
+
+def latencies(batches: Sequence[tuple[float, Sequence[bytes]]]) -> list[float]:
+    """Seconds from each record's occurred_at to the moment its batch was done, the warm-up probe left out."""
+    out = []
+    for done_at, values in batches:
+        for value in values:
+            listing_id, stamp = occurred_at(value)
+            if f":{PROBE}-" not in listing_id:
+                out.append(done_at - stamp)
+    return out
+
+
+class TimingKeeper(CopyKeeper):
+    """The real apply path; notes when each batch's transaction has committed, with the values it held.
+
+    It hooks apply, the step the consumer's Pipeline runs after admitting a batch (process() is prepare + apply)."""
+
+    def __init__(self, *args: Any, expected: int) -> None:
+        super().__init__(*args)
+        self.expected = expected
+        self.seen = 0
+        self.batches: list[tuple[float, list[bytes]]] = []
+        self.all_seen = asyncio.Event()
+
+    async def apply(self, prepared: Prepared) -> BatchOutcome:
+        # The consumer admits batch N+1 while N's transaction runs: time a batch when it has committed.
+        outcome = await super().apply(prepared)
+        self.batches.append((time.time(), [r.value or b"" for r in prepared.batch]))
+        self.seen += prepared.records
+        if self.seen >= self.expected:
+            self.all_seen.set()
+        return outcome
+
+
+# --- the producer process -------------------------------------------------------------------------------------------
+
+
+def produce_paced(settings: Settings, topic: str, pace: Pace, run: str, ready: ProcessEvent, go: ProcessEvent, out: Any) -> None:
+    """Child process: sign and send `pace.total` records at `pace.rate`, each stamped the moment its batch is sent."""
+    out.put(asyncio.run(_paced(settings, topic, pace, run, ready, go)))
+
+
+async def _paced(settings: Settings, topic: str, pace: Pace, run: str, ready: ProcessEvent, go: ProcessEvent) -> dict[str, float]:
+    key = SigningKey.load(settings.keys_dir, "court-dev")
+    producer = idempotent_producer(settings)  # the relay's settings: acks=all, idempotent, linger 2 ms
+    rng = random.Random(3)
+    # Built ahead: at send time only the stamp, the batch signature and the send itself cost anything.
+    ids = [f"{AUTHORITY}:lat-{run}-{n:08d}" for n in range(pace.total)]
+    values = [unstamped(listing_id, n, rng, settings.subject_hash_key) for n, listing_id in enumerate(ids)]
+    await producer.start()
+    try:
+        ready.set()
+        if not await asyncio.to_thread(go.wait, 300):
+            raise TimeoutError("paced producer: never told to start")
+        pending, sent, behind = [], 0, 0
+        start = time.monotonic()
+        while sent < pace.total:
+            due = min(pace.total, int((time.monotonic() - start) * pace.rate) + 1)
+            if due - sent > max(1, pace.rate * TICK_S * 2):
+                behind += 1  # the clock ran ahead of us: a tick's records went out late
+            now = datetime.now(UTC)
+            batch = [(ids[n], stamp(values[n], now)) for n in range(sent, due)]
+            pending += [await producer.send(topic, r.value, key=r.key, headers=r.headers) for r in signed(batch, key)]
+            sent = due
+            await asyncio.sleep(max(TICK_S, start + sent / pace.rate - time.monotonic()))
+        seconds = time.monotonic() - start
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return {"sent": sent, "seconds": seconds, "late_ticks": behind}
+
+
+# --- the baseline reader process ------------------------------------------------------------------------------------
+
+
+def read_raw(settings: Settings, topic: str, expected: int, ready: ProcessEvent, out: Any) -> None:
+    """Child process: raw aiokafka + JSON over the same stream; puts the publish-to-read latencies."""
+    out.put(asyncio.run(_read_raw(settings, topic, expected, ready)))
+
+
+async def _read_raw(settings: Settings, topic: str, expected: int, ready: ProcessEvent, timeout: float = 300) -> list[float]:
+    consumer = raw_consumer(settings, [topic])
+    await consumer.start()
+    batches: list[tuple[float, list[bytes]]] = []
+    seen = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while seen < expected and time.monotonic() < deadline:
+            fetched = await consumer.getmany(timeout_ms=100, max_records=2000)
+            values = [r.value or b"" for records in fetched.values() for r in records]
+            for value in values:
+                json.loads(value)
+            if values:
+                batches.append((time.time(), values))
+                seen += len(values)
+                ready.set()  # the probe arrived: partitions are assigned and fetching
+    finally:
+        await consumer.stop()
+    return latencies(batches)
+
+
+# --- the bench ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Children:
+    producer_ready: ProcessEvent = field(default_factory=SPAWN.Event)
+    go: ProcessEvent = field(default_factory=SPAWN.Event)
+    reader_ready: ProcessEvent = field(default_factory=SPAWN.Event)
+    produced: Any = field(default_factory=SPAWN.Queue)
+    read: Any = field(default_factory=SPAWN.Queue)
+    processes: list[Any] = field(default_factory=list)
+
+    def start(self, settings: Settings, workspace: Workspace, pace: Pace) -> None:
+        args = (settings, workspace.topic, pace, workspace.run, self.producer_ready, self.go, self.produced)
+        self.processes = [
+            SPAWN.Process(target=produce_paced, args=args, name="bench-paced-producer"),
+            SPAWN.Process(target=read_raw, args=(settings, workspace.topic, pace.total + 1, self.reader_ready, self.read)),
+        ]
+        for process in self.processes:
+            process.start()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
+async def _wait(event: ProcessEvent, what: str, timeout: float = 120) -> None:
+    if not await asyncio.to_thread(event.wait, timeout):
+        raise TimeoutError(f"latency bench: {what} not ready within {timeout:.0f}s")
+
+
+async def _get(results: Any, what: str, timeout: float) -> Any:
+    try:
+        return await asyncio.to_thread(results.get, True, timeout)
+    except queue.Empty:
+        raise TimeoutError(f"latency bench: no result from the {what} within {timeout:.0f}s") from None
+
+
+async def _applied(keeper: TimingKeeper, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while keeper.seen < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"latency bench: the pipeline applied {keeper.seen} of {count} records in {timeout:.0f}s")
+        await asyncio.sleep(0.05)
+
+
+async def _send_probe(settings: Settings, workspace: Workspace) -> None:
+    """One record ahead of the stream: once both readers have it, partitions are assigned and the pipeline is warm."""
+    key = SigningKey.load(settings.keys_dir, "court-dev")
+    listing_id = f"{AUTHORITY}:{PROBE}-{workspace.run}"
+    producer = idempotent_producer(settings)
+    await producer.start()
+    try:
+        value = stamp(unstamped(listing_id, 0, random.Random(1), settings.subject_hash_key), datetime.now(UTC))
+        for r in signed([(listing_id, value)], key):
+            await (await producer.send(workspace.topic, r.value, key=r.key, headers=r.headers))
+    finally:
+        await producer.stop()
+
+
+async def _stream(settings: Settings, workspace: Workspace, pace: Pace) -> tuple[list[float], list[float], dict[str, float]]:
+    pool = await workspace.pool()
+    dlq = idempotent_producer(settings)
+    await dlq.start()
+    keeper = TimingKeeper(POLICY, pool, Keyring.load(settings.keyring_path), dlq, expected=pace.total + 1)
+    broker = build_broker(POLICY, settings, lambda: keeper, topics=(workspace.topic,), group_id=f"bench-{workspace.run}")
+    children = Children()
+    try:
+        await broker.start()
+        children.start(settings, workspace, pace)
+        await _send_probe(settings, workspace)
+        await _wait(children.reader_ready, "raw reader")
+        await _wait(children.producer_ready, "paced producer")
+        await _applied(keeper, 1, timeout=120)  # the pipeline has applied the probe
+        progress(f"  paced stream: {pace.total:,} records at {pace.rate:,}/s, applied by the pipeline and read raw at once")
+        children.go.set()
+        produced = await _get(children.produced, "paced producer", pace.seconds + 120)
+        await asyncio.wait_for(keeper.all_seen.wait(), timeout=120)
+        raw = await _get(children.read, "raw reader", 120)
+    finally:
+        children.go.set()  # a producer still waiting must not hang the join
+        await broker.stop()
+        await dlq.stop()
+        await pool.close()
+        children.stop()
+    return latencies(keeper.batches), raw, produced
+
+
+async def run(settings: Settings, pace: Pace) -> list[Figure]:
+    workspace = Workspace.new(settings, "latency")
+    progress(f"latency bench: {pace.rate:,}/s for {pace.seconds:.0f}s on {workspace.topic}")
+    await workspace.create()
+    try:
+        ours, raw, produced = await _stream(settings, workspace, pace)
+    finally:
+        await workspace.drop()
+    return figures(ours, raw, produced, pace)
+
+
+def drift_ms(samples: Sequence[float]) -> dict[str, float]:
+    """Median of the first and of the last tenth of the stream: a reader that cannot keep up shows a growing delay."""
+    tenth = max(1, len(samples) // 10)
+    return {
+        "first_tenth_p50_ms": percentile(samples[:tenth], 50) * 1000,
+        "last_tenth_p50_ms": percentile(samples[-tenth:], 50) * 1000,
+    }
+
+
+def figures(ours: list[float], raw: list[float], produced: dict[str, float], pace: Pace) -> list[Figure]:
+    notes: dict[str, object] = {
+        "ours": drift_ms(ours),
+        "raw": drift_ms(raw),
+        "records": len(ours),
+        "raw_records": len(raw),
+        "target_rate": pace.rate,
+        "achieved_rate": round(produced["sent"] / produced["seconds"], 1),
+        "late_ticks": produced["late_ticks"],
+        "signed_batch": max(1, round(pace.rate * TICK_S)),
+    }
+    out = []
+    for (label, q), name in zip(QUANTILES, NAMES, strict=True):
+        value, base = percentile(ours, q) * 1000, percentile(raw, q) * 1000
+        target = TARGETS_MS.get(label)
+        out.append(
+            Figure(
+                name,
+                value,
+                "ms",
+                "raw aiokafka + JSON, same stream",
+                base,
+                f"<= {target:g} ms at 2,000/s" if target else None,
+                notes if label == "p50" else {},
+                met=None if target is None else value <= target,
+            )
+        )
+    return out
