@@ -30,6 +30,24 @@ class CheckRequest(BaseModel):
     at: UtcDatetime | None = None
 
 
+class Blocking(BaseModel):
+    listing_id: str
+    list_id: str = Field(alias="list")  # `list` on the wire; another name here, where `list[...]` is a type
+    authority: str
+    restrictions: list[str]
+    case_number: str
+    expires_at: str
+
+
+class CheckAnswer(BaseModel):
+    """The answer of CONTRACT section 5 (documented in OpenAPI; the route writes it as plain JSON)."""
+
+    allowed: bool
+    action: str
+    blocking: list[Blocking]
+    checked_at: str
+
+
 class CheckRefused(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)

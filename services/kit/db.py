@@ -18,3 +18,15 @@ async def create_pool(database_url: str, service: str, min_size: int = 1, max_si
     if pool is None:  # pragma: no cover - asyncpg returns None only when used as an awaitable context
         raise RuntimeError("could not create a database pool")
     return pool
+
+
+async def reachable(pool: asyncpg.Pool | None, timeout: float = 2.0) -> bool:
+    """Whether the database answers now (for /readyz): a connection and a `SELECT 1` within the timeout."""
+    if pool is None:
+        return False
+    try:
+        async with pool.acquire(timeout=timeout) as conn:
+            await conn.fetchval("SELECT 1", timeout=timeout)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return False
+    return True

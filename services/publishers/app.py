@@ -12,14 +12,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from schemas.catalogue import FAMILIES, authority_matches
 from services.kit import logs, metrics
-from services.kit.db import create_pool
+from services.kit.db import create_pool, reachable
 from services.kit.http import install_common, unprocessable
 from services.kit.settings import Settings
 from services.kit.signing import SigningKey
@@ -92,12 +91,7 @@ def create_app(family_name: str, rules_for: Callable[[str], ListRules | None], s
     app = FastAPI(title=f"Blacklist Sync {family.service} publisher", version="1", lifespan=lifespan)
 
     async def ready() -> dict[str, bool]:
-        try:
-            async with state["pool"].acquire(timeout=2) as conn:
-                await conn.fetchval("SELECT 1")
-            database = True
-        except (OSError, asyncpg.PostgresError, TimeoutError, KeyError):
-            database = False
+        database = await reachable(state.get("pool"))
         return {"database": database, "kafka": bool(state.get("relay") and state["relay"].connected)}
 
     install_common(app, ready)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -12,49 +11,18 @@ import pytest
 from aiokafka import TopicPartition
 
 from schemas.catalogue import LISTING_TOPIC_PARTITIONS
-from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
-from services.kit.signing import SigningKey, sign_batch
-from services.kit.subjects import id_hash
+from services.kit.signing import SigningKey
 from tests import kafka_clients
 from tests.conftest import Infra
+from tests.events import court_event, signed, value_of
 from tests.integration.helpers import court_listing, fresh_person, wait_for_answer
 
 pytestmark = pytest.mark.integration
 TOPIC = "court.listings.v1"
 
 
-def event_value(listing_id: str, authority: str = "court.bj-1st-intermediate", subject_id: str = "110101198001011234") -> bytes:
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "listing.issued",
-        "schema_version": 1,
-        "occurred_at": "2026-11-26T10:00:00Z",
-        "listing": {
-            "listing_id": listing_id,
-            "version": 1,
-            "list": "court.dishonest_debtor",
-            "authority": authority,
-            "status": "active",
-            "subject": {
-                "kind": "person",
-                "id_hash": id_hash(DEFAULT_SUBJECT_HASH_KEY.encode(), "person", subject_id),
-                "id_masked": "110101********1234",
-                "display_name": "Test *",
-            },
-            "restrictions": ["FLIGHT"],
-            "scope": "national",
-            "legal_basis": {"case_number": "(2026) DLQ 1"},
-            "effective_from": "2026-01-01T00:00:00Z",
-            "expires_at": "2099-01-01T00:00:00Z",
-            "revocation": None,
-        },
-    }
-    return json.dumps(event).encode()
-
-
-def signed(key: SigningKey, authority: str, value: bytes) -> list[tuple[str, bytes]]:
-    headers = sign_batch(key, authority, [value])[0]
-    return [("content-type", b"application/json"), *((str(k), v.encode()) for k, v in headers.items())]
+def value_of_court(listing_id: str, authority: str = "court.bj-1st-intermediate") -> bytes:
+    return value_of(court_event(listing_id, authority=authority))
 
 
 async def dlq_ends(bootstrap: str, consumer: str) -> dict[TopicPartition, int]:
@@ -106,8 +74,8 @@ async def test_each_bad_record_is_dead_lettered_with_its_reason_and_the_consumer
     def lid(name: str) -> str:
         return f"{authority}:dlq-{run}-{name}"
 
-    good = event_value(lid("tampered"))
-    unknown, foreign, mismatched = event_value(lid("unknown")), event_value(lid("city")), event_value(lid("other"))
+    good = value_of_court(lid("tampered"))
+    unknown, foreign, mismatched = value_of_court(lid("unknown")), value_of_court(lid("city")), value_of_court(lid("other"))
     not_json, not_event = b"\xff{not json", b'{"event_id": 1}'
     cases: dict[str, tuple[bytes, bytes, list[tuple[str, bytes]]]] = {
         "invalid_json": (lid("json").encode(), not_json, signed(court, authority, not_json)),

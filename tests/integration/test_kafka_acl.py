@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -18,13 +17,13 @@ from aiokafka.errors import (
 
 from schemas.catalogue import LISTING_TOPICS, dlq_topic
 from services.kit.kafka import idempotent_producer
-from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY, KafkaAuth, Settings
-from services.kit.signing import SigningKey, sign_batch
-from services.kit.subjects import id_hash
+from services.kit.settings import KafkaAuth, Settings
+from services.kit.signing import SigningKey
 from services.localinfra import access
 from services.localinfra.credentials import SERVICE_IDENTITIES
 from tests import kafka_clients
 from tests.conftest import Infra
+from tests.events import COURT, court_event, signed, value_of
 from tests.integration.helpers import fresh_person
 
 pytestmark = [
@@ -77,36 +76,9 @@ async def topic_errors(infra: Infra, auth: KafkaAuth, topics: list[str]) -> dict
 def signed_court_listing() -> tuple[bytes, bytes, list[tuple[str, bytes]], str]:
     """A valid court event for a fresh person, signed with the local court key: (key, value, headers, listing id)."""
     listing_id = f"court.bj-1st-intermediate:acl-{uuid.uuid4().hex[:12]}"
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "listing.issued",
-        "schema_version": 1,
-        "occurred_at": "2026-11-26T10:00:00Z",
-        "listing": {
-            "listing_id": listing_id,
-            "version": 1,
-            "list": "court.dishonest_debtor",
-            "authority": "court.bj-1st-intermediate",
-            "status": "active",
-            "subject": {
-                "kind": "person",
-                "id_hash": id_hash(DEFAULT_SUBJECT_HASH_KEY.encode(), "person", fresh_person()),
-                "id_masked": "110101********0000",
-                "display_name": "Acl *",
-            },
-            "restrictions": ["FLIGHT"],
-            "scope": "national",
-            "legal_basis": {"case_number": "(2026) ACL 1"},
-            "effective_from": "2026-01-01T00:00:00Z",
-            "expires_at": "2099-01-01T00:00:00Z",
-            "revocation": None,
-        },
-    }
-    value = json.dumps(event).encode()
+    value = value_of(court_event(listing_id, fresh_person()))
     key = SigningKey.load(Settings.from_env().keys_dir, "court-dev")
-    signature = sign_batch(key, "court.bj-1st-intermediate", [value])[0]
-    headers = [(str(name), text.encode()) for name, text in signature.items()]  # names are Header enum members
-    return listing_id.encode(), value, [("content-type", b"application/json"), *headers], listing_id
+    return listing_id.encode(), value, signed(key, COURT, value), listing_id
 
 
 async def test_consumer_identity_cannot_write_a_listing_topic(airline_producer: AIOKafkaProducer) -> None:

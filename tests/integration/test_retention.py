@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,10 +14,9 @@ from services.consumers.copy import CopyKeeper
 from services.consumers.registry import POLICIES
 from services.consumers.retention import sweep_once
 from services.kit.migrations import migrate
-from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
-from services.kit.signing import Keyring, SigningKey, sign_batch
-from services.kit.subjects import id_hash
+from services.kit.signing import Keyring, SigningKey
 from tests.conftest import Infra
+from tests.events import COURT, court_event, signed, value_of
 
 pytestmark = pytest.mark.integration
 AIRLINE = POLICIES["airline"]
@@ -42,35 +40,16 @@ async def scratch(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
 
 
 def record(infra: Infra, listing_id: str, expires_at: datetime, offset: int) -> ConsumerRecord[bytes, bytes]:
-    value = json.dumps(
-        {
-            "event_id": str(uuid.uuid4()),
-            "event_type": "listing.issued",
-            "schema_version": 1,
-            "occurred_at": "2026-01-01T00:00:00Z",
-            "listing": {
-                "listing_id": listing_id,
-                "version": 1,
-                "list": "court.dishonest_debtor",
-                "authority": "court.bj-1st-intermediate",
-                "status": "active",
-                "subject": {
-                    "kind": "person",
-                    "id_hash": id_hash(DEFAULT_SUBJECT_HASH_KEY.encode(), "person", listing_id),
-                    "id_masked": "110101********0000",
-                    "display_name": "Old *",
-                },
-                "restrictions": ["FLIGHT"],
-                "scope": "national",
-                "legal_basis": {"case_number": "(2020) Old 1"},
-                "effective_from": (expires_at - timedelta(days=700)).isoformat(),
-                "expires_at": expires_at.isoformat(),
-                "revocation": None,
-            },
-        }
-    ).encode()
+    value = value_of(
+        court_event(
+            listing_id,
+            listing_id,
+            effective_from=(expires_at - timedelta(days=700)).isoformat(),
+            expires_at=expires_at.isoformat(),
+        )
+    )
     key = SigningKey.load(infra.home / "keys", "court-dev")
-    headers = [(k, v.encode()) for k, v in sign_batch(key, "court.bj-1st-intermediate", [value])[0].items()]
+    headers = signed(key, COURT, value)
     return ConsumerRecord(
         "court.listings.v1", 0, offset, 0, 0, listing_id.encode(), value, None, len(listing_id), len(value), headers
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,10 +10,9 @@ import uuid
 import httpx
 import pytest
 
-from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
-from services.kit.subjects import id_hash
 from tests import kafka_clients
 from tests.conftest import Infra
+from tests.events import court_event, value_of
 from tests.integration.helpers import fresh_person, wait_for_answer
 
 pytestmark = pytest.mark.integration
@@ -36,33 +34,7 @@ def sign(value: bytes, infra: Infra, key_id: str = "court-dev") -> list[tuple[st
 async def test_record_signed_by_the_cli_and_sent_by_hand_blocks_boarding(services: dict[str, str], infra: Infra) -> None:
     person = fresh_person()
     listing_id = f"court.bj-1st-intermediate:manual-{uuid.uuid4().hex[:12]}"
-    value = json.dumps(
-        {
-            "event_id": str(uuid.uuid4()),
-            "event_type": "listing.issued",
-            "schema_version": 1,
-            "occurred_at": "2026-11-26T10:00:00Z",
-            "listing": {
-                "listing_id": listing_id,
-                "version": 1,
-                "list": "court.dishonest_debtor",
-                "authority": "court.bj-1st-intermediate",
-                "status": "active",
-                "subject": {
-                    "kind": "person",
-                    "id_hash": id_hash(DEFAULT_SUBJECT_HASH_KEY.encode(), "person", person),
-                    "id_masked": "110101********0000",
-                    "display_name": "Hand *",
-                },
-                "restrictions": ["FLIGHT"],
-                "scope": "national",
-                "legal_basis": {"case_number": "(2026) Manual 1"},
-                "effective_from": "2026-01-01T00:00:00Z",
-                "expires_at": "2099-01-01T00:00:00Z",
-                "revocation": None,
-            },
-        }
-    ).encode()
+    value = value_of(court_event(listing_id, person))
     headers = sign(value, infra)
     names = [name for name, _ in headers]
     assert names[:2] == ["content-type", "event-type"]
