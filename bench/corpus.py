@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
-from services.kit.signing import SigningKey, sign_batch
+from services.kit.signing import SigningKey, record_headers
 from services.kit.subjects import id_hash
 
 AUTHORITY = "court.bench-intermediate"
@@ -114,14 +114,10 @@ def signed(
     records = []
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
-        for (listing_id, value), headers in zip(chunk, sign_batch(key, authority, [v for _, v in chunk]), strict=True):
-            records.append(
-                Record(
-                    listing_id.encode(),
-                    value,
-                    [("content-type", b"application/json"), *((str(k), v.encode()) for k, v in headers.items())],
-                )
-            )
+        values = [v for _, v in chunk]
+        event_types = [json.loads(v)["event_type"] for v in values]
+        for (listing_id, value), headers in zip(chunk, record_headers(key, authority, values, event_types), strict=True):
+            records.append(Record(listing_id.encode(), value, headers))
     return records
 
 

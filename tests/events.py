@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
-from services.kit.signing import SigningKey, sign_batch
+from services.kit.signing import SigningKey, record_headers
 from services.kit.subjects import id_hash
 
 COURT = "court.bj-1st-intermediate"
@@ -57,9 +57,4 @@ def value_of(event: dict[str, Any]) -> bytes:
 
 def signed(key: SigningKey, authority: str, value: bytes) -> list[tuple[str, bytes]]:
     """Record headers for `value` signed as a batch of one, as the relay (or `blacklist-sync sign`) would send them."""
-    headers = sign_batch(key, authority, [value])[0]
-    return [
-        ("content-type", b"application/json"),
-        ("event-type", b"listing.issued"),
-        *((k, v.encode()) for k, v in headers.items()),
-    ]
+    return record_headers(key, authority, [value], ["listing.issued"])[0]

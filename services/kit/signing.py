@@ -131,6 +131,20 @@ def sign_batch(key: SigningKey, authority: str, values: Sequence[bytes]) -> list
     ]
 
 
+def record_headers(
+    key: SigningKey, authority: str, values: Sequence[bytes], event_types: Sequence[str]
+) -> list[list[tuple[str, bytes]]]:
+    """The full Kafka headers of each record of one signed batch (CONTRACT section 4), in order."""
+    return [
+        [
+            (Header.CONTENT_TYPE.value, b"application/json"),
+            (Header.EVENT_TYPE.value, event_type.encode()),
+            *((name, text.encode()) for name, text in signed.items()),
+        ]
+        for event_type, signed in zip(event_types, sign_batch(key, authority, values), strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class TrustedKey:
     key_id: str

@@ -22,7 +22,7 @@ from typing import Any
 from schemas.catalogue import FAMILIES
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
-from services.kit.signing import SigningKey, sign_batch
+from services.kit.signing import SigningKey, record_headers
 from services.kit.subjects import id_hash, mask_id
 
 COURT = "court.ops-rehearsal"
@@ -83,10 +83,10 @@ def signed(key: SigningKey, authority: str, pairs: Sequence[tuple[str, bytes]], 
     records = []
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
-        for (listing_id, value), headers in zip(chunk, sign_batch(key, authority, [v for _, v in chunk]), strict=True):
-            event_type = json.loads(value)["event_type"]
-            extra = [("content-type", b"application/json"), ("event-type", event_type.encode())]
-            records.append(SignedRecord(listing_id.encode(), value, extra + [(str(k), v.encode()) for k, v in headers.items()]))
+        values = [v for _, v in chunk]
+        event_types = [json.loads(v)["event_type"] for v in values]
+        for (listing_id, value), headers in zip(chunk, record_headers(key, authority, values, event_types), strict=True):
+            records.append(SignedRecord(listing_id.encode(), value, headers))
     return records
 
 

@@ -13,11 +13,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas.catalogue import authority_matches
-from schemas.events import Header
 from services.kit import metrics
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
-from services.kit.signing import SigningKey, sign_batch
+from services.kit.signing import SigningKey, record_headers
 from services.publishers import store
 
 log = logging.getLogger(__name__)
@@ -73,14 +72,10 @@ class OutboxRelay:
                 by_authority[record.authority].append(record)
             sends = []
             for authority, records in by_authority.items():
-                headers = sign_batch(self.signer.key_for(authority), authority, [r.value for r in records])
-                for record, signed in zip(records, headers, strict=True):
-                    all_headers = [
-                        (Header.CONTENT_TYPE.value, b"application/json"),
-                        (Header.EVENT_TYPE.value, record.event_type.encode()),
-                        *((str(k), v.encode()) for k, v in signed.items()),
-                    ]
-                    sends.append(await kafka.send(record.topic, record.value, key=record.key.encode(), headers=all_headers))
+                key = self.signer.key_for(authority)
+                signed = record_headers(key, authority, [r.value for r in records], [r.event_type for r in records])
+                for record, headers in zip(records, signed, strict=True):
+                    sends.append(await kafka.send(record.topic, record.value, key=record.key.encode(), headers=headers))
             await asyncio.gather(*sends)
             await store.mark_sent(conn, [r.id for r in pending])
         metrics.OUTBOX_SENT.labels(self.service).inc(len(pending))

@@ -19,6 +19,7 @@ from services.kit.signing import (
     audit_path,
     leaf_hash,
     merkle_root,
+    record_headers,
     root_from_path,
     sign_batch,
 )
@@ -345,3 +346,17 @@ def test_keyring_trusts_a_key_only_for_the_authorities_it_lists() -> None:
     assert keyring.key_ids() == ["hz-2026"]
     assert keyring.verify(value, signed(key, "city.hangzhou", [value])[0]) == "city.hangzhou"
     assert reason(keyring, value, signed(key, "city.chengdu", [value])[0]) == "unauthorized_authority"
+
+
+def test_record_headers_carry_content_type_event_type_and_a_verifiable_signature(
+    signing_keys: dict[str, SigningKey], keyring: Keyring
+) -> None:
+    values = batch(3)
+    kinds = ["listing.issued", "listing.amended", "listing.revoked"]
+    headers = record_headers(signing_keys["court-dev"], "court.x", values, kinds)
+    for value, kind, record in zip(values, kinds, headers, strict=True):
+        names = [name for name, _ in record]
+        assert names[:2] == ["content-type", "event-type"] and all(isinstance(n, str) for n in names)
+        assert dict(record)["event-type"] == kind.encode()
+        assert keyring.verify(value, dict(record)) == "court.x"
+    assert keyring.verifications == 1
