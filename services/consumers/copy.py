@@ -68,9 +68,12 @@ class CopyKeeper:
         """Admit every record (CPU only); neither the copy nor the dead-letter topic is touched yet."""
         prepared = Prepared(records=len(records), batch=records)
         now = datetime.now(UTC)
-        for record in records:
+        headers = [headers_of(r.headers) for r in records]
+        # Signatures first, a fetch at a time: a signed batch found whole in it is verified as one tree.
+        signatures = self.keyring.verify_batch([(r.value or b"", h) for r, h in zip(records, headers, strict=True)])
+        for record, record_headers, signature in zip(records, headers, signatures, strict=True):
             try:
-                event = admit(record.key, record.value, headers_of(record.headers), self.keyring)
+                event = admit(record.key, record.value, record_headers, self.keyring, signature)
             except Rejection as rejection:
                 prepared.rejected.append((record, rejection))
                 continue
@@ -88,7 +91,10 @@ class CopyKeeper:
         return prepared
 
     async def apply(self, prepared: Prepared) -> BatchOutcome:
-        """One transaction for the batch (newest version per listing wins), then its dead letters."""
+        """One transaction for the batch (newest version per listing wins), then its dead letters.
+
+        The statement alone would be atomic too, but an explicit transaction is what a crash rolls back: in
+        autocommit, a statement the database is still executing when the consumer dies commits anyway."""
         applied = 0
         if prepared.changes:
             async with self.pool.acquire() as conn, conn.transaction():

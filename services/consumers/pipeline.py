@@ -1,5 +1,10 @@
 """Overlaps verifying batch N+1 with batch N's transaction; a batch's offsets are committed only after its own
-transaction, and a failed batch rewinds its partitions so nothing is ever committed ahead of the copy."""
+transaction, and a failed batch rewinds its partitions so nothing is ever committed ahead of the copy.
+
+Offset commits run beside the pipeline, not in it: batch N+1's transaction starts as soon as N's has committed,
+while N's offsets go to Kafka. Batches commit in order, so the offsets waiting to be committed always belong to
+transactions already committed; several waiting batches are coalesced into one commit (the highest offset per
+partition). A commit lost to a crash or a rebalance only means redelivery, which the version check makes a no-op."""
 
 from __future__ import annotations
 
@@ -10,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
 
 from services.consumers.copy import CopyKeeper, Prepared
 from services.kit import metrics
@@ -51,6 +55,8 @@ class Pipeline:
         self._inflight: asyncio.Task[None] | None = None
         self._failed: Offsets | None = None
         self._closing = False
+        self._uncommitted: Offsets = {}  # offsets after batches whose transactions have committed
+        self._committer: asyncio.Task[None] | None = None
 
     async def handle(self, consumer: Any, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Admit this batch, wait for the previous transaction, then start this batch's transaction."""
@@ -86,12 +92,30 @@ class Pipeline:
             rewind(consumer, starts)
             self._failed = starts
             raise
-        try:
-            await consumer.commit(ends)  # offsets move only after this batch's database commit
-        except KafkaError as exc:
-            # A rebalance took the partitions: the new owner re-applies, which the version check makes a no-op.
-            log.warning("offset commit failed after apply (%s); records will be redelivered harmlessly", exc)
+        self._commit_later(consumer, ends)  # offsets move only after this batch's database commit
         report_lag(self.name, consumer, records)
+
+    def _commit_later(self, consumer: Any, ends: Offsets) -> None:
+        for tp, offset in ends.items():
+            self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, 0))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_all(consumer))
+
+    async def _commit_all(self, consumer: Any) -> None:
+        """Commit what is waiting, then whatever waited meanwhile, until nothing does."""
+        while self._uncommitted:
+            offsets, self._uncommitted = self._uncommitted, {}
+            try:
+                await consumer.commit(offsets)
+            except Exception as exc:
+                # A rebalance took the partitions, or Kafka is away: the next owner re-applies from the last
+                # committed offset, which the version check makes a no-op.
+                log.warning("offset commit failed after apply (%s); records will be redelivered harmlessly", exc)
+
+    async def flush(self) -> None:
+        """Wait until the offsets of every committed transaction are committed (or their commit has failed)."""
+        while self._committer is not None and not self._committer.done():
+            await self._committer
 
     async def _rewind_after(self, consumer: Any, previous_ok: bool, starts: Offsets) -> None:
         """Send this batch back: each partition resumes at the earlier of the failed previous batch's start
@@ -122,6 +146,7 @@ class Pipeline:
         """Stop taking batches (a late one is rewound, not committed) and finish the one in flight."""
         self._closing = True
         await self._settle()
+        await self.flush()
 
 
 def report_lag(consumer_name: str, consumer: Any, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:

@@ -46,12 +46,12 @@ ON CONFLICT (listing_id) DO UPDATE
        restrictions = excluded.restrictions, scope = excluded.scope, case_number = excluded.case_number,
        effective_from = excluded.effective_from, expires_at = excluded.expires_at, applied_at = now()
  WHERE t.version < excluded.version
-RETURNING listing_id
 """
 
 
-async def apply_batch(conn: asyncpg.Connection, changes: Sequence[Change]) -> int:
-    """Apply a batch in one statement; an older or equal version is a no-op. Returns the rows changed."""
+async def apply_batch(conn: asyncpg.Connection | asyncpg.Pool, changes: Sequence[Change]) -> int:
+    """Apply a batch in one statement; an older or equal version is a no-op. Returns the rows changed, from the
+    command tag (`INSERT 0 n` counts the rows inserted or updated, not those the version check skipped)."""
     batch = newest_per_listing(changes)
     if not batch:
         return 0
@@ -74,7 +74,8 @@ async def apply_batch(conn: asyncpg.Connection, changes: Sequence[Change]) -> in
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    return len(await conn.fetch(APPLY, *columns))
+    status = await conn.execute(APPLY, *columns)
+    return int(status.rsplit(" ", 1)[1])
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,16 @@ def headers_of(raw: Sequence[tuple[str, bytes]] | None) -> dict[str, bytes]:
     return found
 
 
-def admit(key: bytes | None, value: bytes | None, headers: Mapping[str, bytes], keyring: Keyring) -> ListingEvent:
-    """Every check a record must pass before it may touch a copy; raises Rejection with the contract's reason."""
+def admit(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Mapping[str, bytes],
+    keyring: Keyring,
+    signature: str | VerificationError | None = None,
+) -> ListingEvent:
+    """Every check a record must pass before it may touch a copy; raises Rejection with the contract's reason.
+
+    `signature` is what `keyring.verify_batch` already decided for this record (authority or error), if anything."""
     if not value:
         raise Rejection(DlqReason.INVALID_JSON, "empty value")
     if len(value) > MAX_VALUE_BYTES:
@@ -49,7 +57,9 @@ def admit(key: bytes | None, value: bytes | None, headers: Mapping[str, bytes], 
         where = ".".join(str(p) for p in first["loc"]) or "value"
         schema_error = Rejection(DlqReason.INVALID_SCHEMA, f"{where}: {first['msg']} ({exc.error_count()} errors)")
     try:
-        signed_for = keyring.verify(value, headers)
+        if isinstance(signature, VerificationError):
+            raise signature
+        signed_for = signature if signature is not None else keyring.verify(value, headers)
     except VerificationError as exc:
         raise Rejection(DlqReason(exc.reason), exc.detail) from exc
     if schema_error is not None or event is None:

@@ -229,6 +229,59 @@ class Keyring:
             self._verified.add(verified)
         return authority
 
+    def verify_batch(self, records: Sequence[tuple[bytes, Mapping[str, bytes]]]) -> list[str | VerificationError]:
+        """`verify` for each (value, headers), in order: the authority, or the error `verify` would raise.
+
+        Decides exactly as `verify` does record by record, only cheaper when a fetch holds a whole signed batch:
+        its tree is built once from the records' own values and its signature checked once; each record is then
+        accepted only if its x-merkle-path is the canonical base64 of its audit path in that tree (so `verify`
+        would recompute the same, verified root from it). Every other record, and every record of a batch that
+        is incomplete, repeated or does not verify whole, goes through `verify` itself."""
+        results: list[str | VerificationError | None] = [None] * len(records)
+        for members in _signed_batches(records).values():
+            for position, authority in self._verify_whole(records, members).items():
+                results[position] = authority
+        for position, result in enumerate(results):
+            if result is None:
+                value, headers = records[position]
+                try:
+                    results[position] = self.verify(value, headers)
+                except VerificationError as exc:
+                    results[position] = exc
+        return [r for r in results if r is not None]
+
+    def _verify_whole(self, records: Sequence[tuple[bytes, Mapping[str, bytes]]], members: list[int]) -> dict[int, str]:
+        """Positions of `members` (records sharing key, authority, signature and size) accepted as one whole batch;
+        empty when they are not exactly one complete batch that verifies."""
+        first = records[members[0]][1]
+        try:
+            key = self._keys.get(_text(first, Header.KEY_ID))
+            authority = _text(first, Header.AUTHORITY)
+            size = int(_text(first, Header.MERKLE_SIZE))
+            by_index = {int(_text(records[m][1], Header.MERKLE_INDEX)): m for m in members}
+        except (VerificationError, ValueError):
+            return {}
+        signature = first.get(Header.SIGNATURE)
+        whole = len(members) == size == len(by_index) and min(by_index) == 0 and max(by_index) == size - 1
+        if key is None or signature is None or not whole or size > 1 << 20 or not self._covers(key, authority):
+            return {}
+        levels = tree_levels([leaf_hash(records[by_index[i]][0]) for i in range(size)])
+        verified = (key.key_id, signature, levels[-1][0])
+        if verified not in self._verified:
+            try:
+                self._verify_root(key, signature, levels[-1][0])
+            except VerificationError:
+                return {}  # some record is not what was signed: each one is judged on its own
+            if len(self._verified) >= self._cache_size:
+                self._verified.clear()
+            self._verified.add(verified)
+        accepted = {}
+        for index, position in by_index.items():
+            path = records[position][1].get(Header.MERKLE_PATH)
+            if path == base64.b64encode(b"".join(_path(index, levels))):
+                accepted[position] = authority
+        return accepted
+
     def _covers(self, key: TrustedKey, authority: str) -> bool:
         if not AUTHORITY_ID.match(authority):  # hostile headers must not grow the memo below without bound
             return False
@@ -249,6 +302,20 @@ class Keyring:
             key.public_key.verify(signature, SIGNATURE_CONTEXT + root)
         except InvalidSignature as exc:
             raise VerificationError("bad_signature", f"signature by {key.key_id} does not verify") from exc
+
+
+def _signed_batches(records: Sequence[tuple[bytes, Mapping[str, bytes]]]) -> dict[tuple[bytes | None, ...], list[int]]:
+    """Positions of the records grouped by the headers one signed batch shares."""
+    groups: dict[tuple[bytes | None, ...], list[int]] = {}
+    for position, (_, headers) in enumerate(records):
+        shared = (
+            headers.get(Header.KEY_ID),
+            headers.get(Header.AUTHORITY),
+            headers.get(Header.SIGNATURE),
+            headers.get(Header.MERKLE_SIZE),
+        )
+        groups.setdefault(shared, []).append(position)
+    return groups
 
 
 def _text(headers: Mapping[str, bytes], name: str) -> str:

@@ -1,0 +1,135 @@
+"""Keyring.verify_batch decides every record exactly as Keyring.verify does on its own, whatever was tampered with,
+and verifies a signed batch found whole in one fetch with a single tree and a single Ed25519 check."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.events import Header
+from services.kit.signing import Keyring, SigningKey, VerificationError, sign_batch
+
+Record = tuple[bytes, dict[str, bytes]]
+
+
+def signed_records(key: SigningKey, authority: str, values: Sequence[bytes]) -> list[Record]:
+    return [
+        (value, {name: text.encode() for name, text in headers.items()})
+        for value, headers in zip(values, sign_batch(key, authority, values), strict=True)
+    ]
+
+
+def one_by_one(keyring: Keyring, records: Sequence[Record]) -> list[str | tuple[str, str]]:
+    out: list[str | tuple[str, str]] = []
+    for value, headers in records:
+        try:
+            out.append(keyring.verify(value, headers))
+        except VerificationError as exc:
+            out.append((exc.reason, exc.detail))
+    return out
+
+
+def batched(keyring: Keyring, records: Sequence[Record]) -> list[str | tuple[str, str]]:
+    return [r if isinstance(r, str) else (r.reason, r.detail) for r in keyring.verify_batch(records)]
+
+
+def non_canonical(path: bytes) -> bytes:
+    """The same bytes in another base64 spelling: the last character's unused low bits set (decodes alike)."""
+    if not path.endswith(b"="):
+        return path
+    text = path.rstrip(b"=")
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(text[-1:])
+    return text[:-1] + alphabet[last | 1 : (last | 1) + 1] + path[len(text) :]
+
+
+TAMPERINGS = ("value", "path", "non_canonical_path", "index", "size", "signature", "key_id", "authority", "drop", "repeat")
+
+
+def tamper(records: list[Record], how: str, at: int) -> list[Record]:
+    value, headers = records[at]
+    headers = dict(headers)
+    if how == "value":
+        value = value + b" "
+    elif how == "path":
+        headers[Header.MERKLE_PATH] = base64.b64encode(b"\x01" * 32 + base64.b64decode(headers[Header.MERKLE_PATH])[32:])
+    elif how == "non_canonical_path":
+        headers[Header.MERKLE_PATH] = non_canonical(headers[Header.MERKLE_PATH])
+    elif how == "index":
+        headers[Header.MERKLE_INDEX] = str((int(headers[Header.MERKLE_INDEX]) + 1) % len(records)).encode()
+    elif how == "size":
+        headers[Header.MERKLE_SIZE] = b" " + headers[Header.MERKLE_SIZE]  # int() reads it alike; the group differs
+    elif how == "signature":
+        headers[Header.SIGNATURE] = base64.b64encode(b"\x00" * 64)
+    elif how == "key_id":
+        headers[Header.KEY_ID] = b"caac-dev"
+    elif how == "authority":
+        headers[Header.AUTHORITY] = b"court.other"
+    out = list(records)
+    if how == "drop":
+        del out[at]
+    elif how == "repeat":
+        out.append(records[at])
+    else:
+        out[at] = (value, headers)
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sizes=st.lists(st.integers(1, 19), min_size=1, max_size=3),
+    tamperings=st.lists(st.tuples(st.sampled_from(TAMPERINGS), st.integers(0, 10_000)), max_size=3),
+    shuffle=st.randoms(use_true_random=False),
+)
+def test_batch_verification_decides_every_record_as_verifying_it_alone(
+    signing_keys: dict[str, SigningKey], keyring: Keyring, sizes: list[int], tamperings: list[tuple[str, int]], shuffle: object
+) -> None:
+    records: list[Record] = []
+    for n, size in enumerate(sizes):
+        values = [f'{{"batch":{n},"record":{i}}}'.encode() for i in range(size)]
+        records += signed_records(signing_keys["court-dev"], f"court.b{n}", values)
+    for how, at in tamperings:
+        records = tamper(records, how, at % len(records)) if records else records
+    shuffle.shuffle(records)  # type: ignore[attr-defined]
+    fresh = Keyring.from_json(keyring_document(keyring))
+
+    assert batched(keyring, records) == one_by_one(fresh, records)
+
+
+def keyring_document(keyring: Keyring) -> dict[str, object]:
+    """The same trusted keys in a new keyring, so the one-by-one side starts with an empty cache."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    keys = []
+    for key_id in keyring.key_ids():
+        trusted = keyring._keys[key_id]
+        raw = trusted.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        keys.append({"key_id": key_id, "authorities": list(trusted.authorities), "public_key": base64.b64encode(raw).decode()})
+    return {"keys": keys}
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 64, 500])
+def test_a_whole_signed_batch_costs_one_verification_and_no_per_record_fallback(
+    signing_keys: dict[str, SigningKey], keyring: Keyring, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = signed_records(signing_keys["court-dev"], "court.x", [f'{{"r":{i}}}'.encode() for i in range(size)])
+    monkeypatch.setattr(Keyring, "verify", lambda *_: pytest.fail("a whole batch must not fall back to verify()"))
+
+    assert keyring.verify_batch(list(reversed(records))) == ["court.x"] * size
+    assert keyring.verifications == 1
+
+
+def test_a_forged_record_in_a_whole_batch_is_refused_and_its_honest_neighbours_accepted(
+    signing_keys: dict[str, SigningKey], keyring: Keyring
+) -> None:
+    records = signed_records(signing_keys["court-dev"], "court.x", [f'{{"r":{i}}}'.encode() for i in range(8)])
+    records[3] = (b'{"r":"forged"}', records[3][1])
+
+    results = keyring.verify_batch(records)
+
+    assert [r for i, r in enumerate(results) if i != 3] == ["court.x"] * 7
+    assert isinstance(results[3], VerificationError) and results[3].reason == "bad_signature"
