@@ -92,7 +92,9 @@ class Listing(WireModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Listing:
-        if any("\x00" in text for text in self._stored_text()):
+        basis, subject = self.legal_basis, self.subject
+        # One search over the stored texts joined (this runs for every record a consumer admits).
+        if "\x00" in f"{self.listing_id}{subject.id_masked}{subject.display_name}{basis.case_number}{basis.decision_ref or ''}":
             raise ValueError("text fields must not contain NUL characters (PostgreSQL text cannot hold them)")
         if self.expires_at <= self.effective_from:
             raise ValueError("expires_at must be after effective_from")
@@ -101,10 +103,6 @@ class Listing(WireModel):
         if len(set(self.restrictions)) != len(self.restrictions):
             raise ValueError("restrictions must not repeat")
         return self
-
-    def _stored_text(self) -> tuple[str, ...]:
-        basis = self.legal_basis
-        return (self.listing_id, self.subject.id_masked, self.subject.display_name, basis.case_number, basis.decision_ref or "")
 
     @property
     def authorized(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from services.kit.intake import Rejection, admit, headers_of
 from services.kit.signing import Keyring
 
 log = logging.getLogger(__name__)
+YIELD_EVERY = 200  # records admitted between two turns of the event loop: ~4 ms of CPU
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,11 @@ class CopyKeeper:
         headers = [headers_of(r.headers) for r in records]
         # Signatures first, a fetch at a time: a signed batch found whole in it is verified as one tree.
         signatures = self.keyring.verify_batch([(r.value or b"", h) for r, h in zip(records, headers, strict=True)])
-        for record, record_headers, signature in zip(records, headers, signatures, strict=True):
+        for n, (record, record_headers, signature) in enumerate(zip(records, headers, signatures, strict=True)):
+            if n and not n % YIELD_EVERY:
+                # Let the event loop run: the previous batch's transaction goes on meanwhile (its statements are
+                # sent and PostgreSQL works while we verify), and so do checks served by this process.
+                await asyncio.sleep(0)
             try:
                 event = admit(record.key, record.value, record_headers, self.keyring, signature)
             except Rejection as rejection:

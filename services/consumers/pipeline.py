@@ -25,20 +25,19 @@ Offsets = dict[TopicPartition, int]
 
 
 def first_offsets(records: Sequence[ConsumerRecord[bytes, bytes]]) -> Offsets:
-    starts: Offsets = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        if tp not in starts or r.offset < starts[tp]:
-            starts[tp] = r.offset
-    return starts
+    starts: dict[tuple[str, int], int] = {}
+    for r in records:  # plain tuples inside the loop: a TopicPartition per record costs more than the lookup
+        if starts.get((r.topic, r.partition), r.offset) >= r.offset:
+            starts[(r.topic, r.partition)] = r.offset
+    return {TopicPartition(*tp): offset for tp, offset in starts.items()}
 
 
 def next_offsets(records: Sequence[ConsumerRecord[bytes, bytes]]) -> Offsets:
-    ends: Offsets = {}
+    ends: dict[tuple[str, int], int] = {}
     for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        ends[tp] = max(ends.get(tp, 0), r.offset + 1)
-    return ends
+        if ends.get((r.topic, r.partition), 0) <= r.offset:
+            ends[(r.topic, r.partition)] = r.offset + 1
+    return {TopicPartition(*tp): offset for tp, offset in ends.items()}
 
 
 def rewind(consumer: Any, starts: Offsets) -> None:
@@ -74,7 +73,7 @@ class Pipeline:
         if not previous_ok or self._closing:  # closing: the batch goes back uncommitted, no new transaction
             await self._rewind_after(consumer, previous_ok, starts)
             return
-        self._inflight = asyncio.create_task(self._apply(consumer, copy, prepared, starts, next_offsets(records), records))
+        self._inflight = asyncio.create_task(self._apply(consumer, copy, prepared, starts, next_offsets(records)))
 
     async def _apply(
         self,
@@ -83,7 +82,6 @@ class Pipeline:
         prepared: Prepared,
         starts: Offsets,
         ends: Offsets,
-        records: Sequence[ConsumerRecord[bytes, bytes]],
     ) -> None:
         try:
             await copy.apply(prepared)
@@ -93,7 +91,7 @@ class Pipeline:
             self._failed = starts
             raise
         self._commit_later(consumer, ends)  # offsets move only after this batch's database commit
-        report_lag(self.name, consumer, records)
+        report_lag(self.name, consumer, ends)
 
     def _commit_later(self, consumer: Any, ends: Offsets) -> None:
         for tp, offset in ends.items():
@@ -149,9 +147,9 @@ class Pipeline:
         await self.flush()
 
 
-def report_lag(consumer_name: str, consumer: Any, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+def report_lag(consumer_name: str, consumer: Any, ends: Offsets) -> None:
     """Lag per partition seen in the batch: high watermark minus the offset after the batch's last record."""
-    for tp, next_offset in next_offsets(records).items():
+    for tp, next_offset in ends.items():
         highwater = consumer.highwater(tp) if hasattr(consumer, "highwater") else None
         if highwater is not None:
             metrics.CONSUMER_LAG.labels(consumer_name, tp.topic, str(tp.partition)).set(max(highwater - next_offset, 0))

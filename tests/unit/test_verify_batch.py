@@ -11,7 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import Header
-from services.kit.signing import Keyring, SigningKey, VerificationError, sign_batch
+from services.kit.signing import (
+    Keyring,
+    RootMemo,
+    SigningKey,
+    VerificationError,
+    audit_paths,
+    leaf_hash,
+    root_from_path,
+    sign_batch,
+)
 
 Record = tuple[bytes, dict[str, bytes]]
 
@@ -133,3 +142,27 @@ def test_a_forged_record_in_a_whole_batch_is_refused_and_its_honest_neighbours_a
 
     assert [r for i, r in enumerate(results) if i != 3] == ["court.x"] * 7
     assert isinstance(results[3], VerificationError) and results[3].reason == "bad_signature"
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(1, 40), limit=st.sampled_from([3, 20_000]), data=st.data())
+def test_the_root_memo_computes_exactly_what_root_from_path_computes(size: int, limit: int, data: st.DataObject) -> None:
+    leaves = [leaf_hash(f"record {i}".encode()) for i in range(size)]
+    paths = audit_paths(leaves)
+    memo = RootMemo(limit=limit)  # a small limit clears the memo mid-run
+    for _ in range(40):
+        i = data.draw(st.integers(0, size - 1))
+        path = list(paths[i])
+        edit = data.draw(st.sampled_from(["none", "none", "flip", "drop", "add"]))
+        if edit == "flip" and path:
+            at = data.draw(st.integers(0, len(path) - 1))
+            path[at] = bytes([path[at][0] ^ 1]) + path[at][1:]
+        elif edit == "drop" and path:
+            path.pop(data.draw(st.integers(0, len(path) - 1)))
+        elif edit == "add":
+            path.append(leaves[0])
+        index = data.draw(st.sampled_from([i, i, i ^ 1, size, -1]))
+        claimed = data.draw(st.sampled_from([size, size, size + 1, max(1, size - 1)]))
+        leaf = leaves[i] if data.draw(st.booleans()) else leaves[(i + 1) % size]
+
+        assert memo.root(leaf, index, claimed, b"".join(path)) == root_from_path(leaf, index, claimed, path)
