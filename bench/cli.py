@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.harness import Figure, Skipped, json_line, progress, render, write_json
+from bench.harness import Figure, Skipped, json_line, progress, render, use_service_event_loop, write_json
 
 if TYPE_CHECKING:
     from bench.stack import ScratchStack
@@ -184,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
 
     size = SIZES[args.size]
     only = set(args.only or BENCHES)
+    use_service_event_loop()
     started, load_at_start = time.monotonic(), os.getloadavg()
     stack = localinfra.up(progress=progress)
     report = Report()

@@ -12,6 +12,19 @@ from pathlib import Path
 from typing import Any
 
 
+def use_service_event_loop() -> None:
+    """Run the in-process benches, ours and their baselines alike, on the event loop the services run on: uvicorn
+    picks uvloop when it is installed (it is a dependency), so a pipeline measured on the default loop would not
+    be the one deployed."""
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; without it the services use this loop too
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 @dataclass
 class Figure:
     name: str

@@ -16,7 +16,7 @@ from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
 
 from bench.corpus import AUTHORITY, signed, stamp, unstamped
-from bench.harness import Figure, percentile, progress
+from bench.harness import Figure, percentile, progress, use_service_event_loop
 from bench.workspace import POLICY, Workspace, raw_consumer
 from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
@@ -86,6 +86,7 @@ class TimingKeeper(CopyKeeper):
 
 def produce_paced(settings: Settings, topic: str, pace: Pace, run: str, ready: ProcessEvent, go: ProcessEvent, out: Any) -> None:
     """Child process: sign and send `pace.total` records at `pace.rate`, each stamped the moment its batch is sent."""
+    use_service_event_loop()
     out.put(asyncio.run(_paced(settings, topic, pace, run, ready, go)))
 
 
@@ -124,6 +125,7 @@ async def _paced(settings: Settings, topic: str, pace: Pace, run: str, ready: Pr
 
 def read_raw(settings: Settings, topic: str, expected: int, ready: ProcessEvent, out: Any) -> None:
     """Child process: raw aiokafka + JSON over the same stream; puts the publish-to-read latencies."""
+    use_service_event_loop()
     out.put(asyncio.run(_read_raw(settings, topic, expected, ready)))
 
 

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench.corpus import Record
 from schemas.catalogue import LISTING_TOPIC_PARTITIONS
 from services.consumers.registry import POLICIES
+from services.kit.db import keep_session
 from services.kit.kafka import client_options, idempotent_producer
 from services.kit.migrations import migrate
 from services.kit.settings import Settings
@@ -62,7 +63,10 @@ class Workspace:
 
     async def pool(self, schema: str | None = None, max_size: int = 4) -> asyncpg.Pool:
         settings = {"search_path": schema or self.schema}
-        pool = await asyncpg.create_pool(self.settings.database_url, min_size=1, max_size=max_size, server_settings=settings)
+        # As the consumer service's own pool: no reset query on release (services/kit/db.py create_pool).
+        pool = await asyncpg.create_pool(
+            self.settings.database_url, min_size=1, max_size=max_size, server_settings=settings, reset=keep_session
+        )
         assert pool is not None
         return pool
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import asyncpg
 
@@ -78,6 +79,12 @@ async def apply_batch(conn: asyncpg.Connection | asyncpg.Pool, changes: Sequence
     return int(status.rsplit(" ", 1)[1])
 
 
+class Fetcher(Protocol):
+    """What the check query runs on: a connection, a pool, or the check API's own connections."""
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]: ...
+
+
 @dataclass(frozen=True)
 class Blocking:
     listing_id: str
@@ -99,7 +106,7 @@ SELECT listing_id, list, authority, restrictions, case_number, expires_at
 
 
 async def blocking(
-    conn: asyncpg.Connection | asyncpg.Pool, id_hash: str, kind: str, codes: Sequence[str], at: datetime, region: str | None
+    conn: Fetcher, id_hash: str, kind: str, codes: Sequence[str], at: datetime, region: str | None
 ) -> list[Blocking]:
     """Listings in force at `at` that forbid any of `codes` to this subject, here."""
     rows = await conn.fetch(BLOCKING, id_hash, kind, list(codes), at, region)

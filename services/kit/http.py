@@ -1,8 +1,8 @@
-"""What every HTTP service shares: health and metrics routes, 422 errors that name the field, a body size limit."""
+"""What every HTTP service shares: health and metrics routes, 422s naming the field, a body size limit, hot-route fast paths."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -89,6 +89,63 @@ class _ChunkedLimit:
             await self.send(message)
 
 
+# A fast path's answer to a body it takes, or None to hand the body on to the framework's own route.
+FastHandler = Callable[[bytes], Awaitable[Response | None]]
+
+
+class JsonFastPath:
+    """Serve hot `POST <path>` routes with a JSON body as plain ASGI, without the framework's routing, dependency
+    solving and body re-parsing. A body its handler declines (None) is replayed to the framework's route, which
+    answers it exactly as it would have: the 422 bodies stay the framework's, one place for each refusal."""
+
+    def __init__(self, app: ASGIApp, handlers: Mapping[str, FastHandler]) -> None:
+        self.app = app
+        self.handlers = dict(handlers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if handler is None or not _declares_json(scope):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:  # the client left, or the body size limit has already answered 413
+            return
+        answer = await handler(body)
+        if answer is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        await answer(scope, receive, send)
+
+
+def _declares_json(scope: Scope) -> bool:
+    # Only plain application/json: any other type keeps the framework's own content-type rules.
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
+    return False
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that gives the body already read once, then whatever the client sends next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
 def _too_large(limit: int) -> JSONResponse:
     return JSONResponse(status_code=413, content={"error": f"request body over {limit} bytes", "field": "body"})
 
@@ -106,11 +163,15 @@ class ErrorBody(BaseModel):
     errors: list[FieldError] | None = None
 
 
-def install_common(app: FastAPI, ready: Callable[[], Awaitable[dict[str, bool]]]) -> None:
-    """Error handlers, the body size limit and the /healthz, /readyz and /metrics routes."""
+def install_common(
+    app: FastAPI, ready: Callable[[], Awaitable[dict[str, bool]]], fast_posts: Mapping[str, FastHandler] | None = None
+) -> None:
+    """Error handlers, the body size limit, fast paths for hot POST routes and the /healthz, /readyz and /metrics routes."""
     app.router.responses = {422: {"model": ErrorBody, "description": "Invalid input; `field` names it"}, **app.router.responses}
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_middleware(BodySizeLimit)
+    if fast_posts:
+        app.add_middleware(JsonFastPath, handlers=fast_posts)
+    app.add_middleware(BodySizeLimit)  # added last, so outermost: the fast paths read only bodies within the limit
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
