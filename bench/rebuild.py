@@ -60,10 +60,12 @@ def measure(stack: ScratchStack, settings: Settings, expected_listings: int) -> 
     held = re.search(r"holds ([\d,]+) listings", output)
     listings = int(held[1].replace(",", "")) if held else None
     reported = re.search(r"rebuilt airline in ([\d.]+)s", output)
+    phases = re.search(r"phases: (.*)$", output.strip().splitlines()[-1] if output.strip() else "")
     notes = {
         "records_in_topics": records,
         "listings_in_rebuilt_copy": listings,
         "command_reported_s": float(reported[1]) if reported else None,
+        "phases": phases[1] if phases else None,
         "output": output.strip().splitlines()[-1:],
     }
     return Figure(

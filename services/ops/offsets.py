@@ -60,6 +60,7 @@ class BoundedRead:
     consumer: AIOKafkaConsumer
     start: Mapping[TopicPartition, int]
     commit: bool = False
+    fetch_records: int = FETCH_RECORDS
     positions: dict[TopicPartition, int] = field(default_factory=dict)
     records_seen: int = 0
 
@@ -68,6 +69,13 @@ class BoundedRead:
         for tp, offset in self.start.items():
             self.consumer.seek(tp, offset)
             self.positions[tp] = offset
+
+    def advance(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Carry on from where another reader stopped (a rebuild's loaders); never moves a partition back."""
+        for tp, offset in positions.items():
+            if offset > self.positions[tp]:
+                self.consumer.seek(tp, offset)
+                self.positions[tp] = offset
 
     def done_within(self, end: Mapping[TopicPartition, int]) -> int:
         return sum(max(min(self.positions[tp], end[tp]) - self.start[tp], 0) for tp in end)
@@ -84,7 +92,7 @@ class BoundedRead:
         active = {tp for tp in end if self.positions[tp] < end[tp]}
         last_progress = time.monotonic()
         while active:
-            fetched = await self.consumer.getmany(*active, timeout_ms=POLL_MS, max_records=FETCH_RECORDS)
+            fetched = await self.consumer.getmany(*active, timeout_ms=POLL_MS, max_records=self.fetch_records)
             records = [r for batch in fetched.values() for r in batch]
             if records:
                 await handle(records)  # the database commit comes first; offsets move only after it

@@ -1,16 +1,24 @@
 """`ops replay CONSUMER --rebuild`: build the copy anew in a shadow schema, then swap it in atomically.
 
-The check API keeps answering from the live table the whole time. The swap: lock the live table
-against writes (reads go on), catch the shadow up to the end offsets read after taking the lock (so it
-holds everything the live table can hold, perhaps more), then drop the live table and move the shadow
-into its place, in one transaction. A check or an apply waiting on the lock then runs on the new table:
+The check API keeps answering from the live table the whole time. The bulk of the topics is loaded set-based:
+the shadow table's indexes are dropped, loaders (one per core, at most two, each on partitions of its own, in a
+process of its own when there are two; REBUILD_WORKERS overrides the count) admit every record through
+CopyKeeper's prepare and binary-COPY every change into it, then one DELETE keeps the newest version per listing
+(skipped when the primary key builds without it) and the indexes are built again, sorted, in one go. The table
+stays logged: COPY writes WAL a page at a time, and SET LOGGED after an unlogged load would rewrite it all.
+What arrives after that goes through CopyKeeper's ordinary apply, as before.
+
+The swap: lock the live table against writes (reads go on), catch the shadow up to the end offsets read after
+taking the lock (so it holds everything the live table can hold, perhaps more), then drop the live table and move
+the shadow into its place, in one transaction. A check or an apply waiting on the lock then runs on the new table:
 PostgreSQL re-resolves the name of a cached statement's table once it has been replaced."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -24,7 +32,7 @@ from services.kit.settings import Settings
 from services.kit.signing import Keyring
 from services.ops.dlq import KnownLetters, read_letters
 from services.ops.offsets import BoundedRead, Handle, partitions_of
-from services.ops.progress import ProgressBar
+from services.ops.rebuild_load import Bulk
 from services.ops.replay import Tally, forget_group, temporary_group
 from services.ops.runtime import OpsError, policy_of, reader, schema_pool
 
@@ -32,6 +40,23 @@ from services.ops.runtime import OpsError, policy_of, reader, schema_pool
 SWAP_GAP = 5000
 CATCH_UP_ROUNDS = 20
 LOCK_TIMEOUT = "15s"
+BULK_MEMORY = "256MB"  # the dedupe sorts every loaded row, and so do the index builds: keep both in memory
+# The shadow table's indexes (the primary key's included), dropped for the bulk load and built after it.
+INDEXES = """
+SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition, k.conname AS constraint_name,
+       pg_get_constraintdef(k.oid) AS constraint_definition
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid
+ WHERE i.indrelid = $1::regclass
+"""
+# A first version this consumer does not apply leaves nothing: no older record exists that a marker would have to stop.
+UNUSED = "DELETE FROM listings WHERE id_hash IS NULL AND version = 1"
+# Newest version per listing; on equal versions the first read wins, as in CopyKeeper's apply.
+DEDUPE = """
+DELETE FROM listings t
+ USING (SELECT ctid AS at, row_number() OVER (PARTITION BY listing_id ORDER BY version DESC, arrival) AS rank
+          FROM listings) r
+ WHERE t.ctid = r.at AND r.rank > 1
+"""
 
 
 @dataclass(frozen=True)
@@ -44,14 +69,30 @@ class RebuildReport:
     markers: int
     seconds: float
     writes_paused_ms: float
+    laps: Laps
 
     def text(self) -> str:
         return (
             f"rebuilt {self.consumer} in {self.seconds:.1f}s through group {self.group} (deleted): "
             f"{self.tally.summary(self.letters)};"
             f" the copy now holds {self.rows:,} listings and {self.markers:,} version markers;"
-            f" live writes paused {self.writes_paused_ms:.0f} ms for the swap"
+            f" live writes paused {self.writes_paused_ms:.0f} ms for the swap; {self.laps}"
         )
+
+
+@dataclass
+class Laps:
+    """Where a rebuild's time went, phase by phase, for the operator and the benchmark."""
+
+    started: float = field(default_factory=time.monotonic)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        self.seconds[phase] = now - self.started - sum(self.seconds.values())
+
+    def __str__(self) -> str:
+        return "phases: " + ", ".join(f"{phase} {s:.1f}s" for phase, s in self.seconds.items())
 
 
 def advisory_key(name: str) -> int:
@@ -73,8 +114,9 @@ async def rebuild(settings: Settings, consumer: str) -> RebuildReport:
         await migrate(control, consumer)
         await control.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')  # left by an interrupted rebuild
         await migrate(control, consumer, schema=shadow)
+        deferred = await Deferred.take(control, shadow)
         try:
-            report = await _build_and_swap(settings, consumer, control, started)
+            report = await _build_and_swap(settings, consumer, control, deferred, started)
         finally:
             await control.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')
     finally:
@@ -82,7 +124,9 @@ async def rebuild(settings: Settings, consumer: str) -> RebuildReport:
     return report
 
 
-async def _build_and_swap(settings: Settings, consumer: str, control: asyncpg.Connection, started: float) -> RebuildReport:
+async def _build_and_swap(
+    settings: Settings, consumer: str, control: asyncpg.Connection, deferred: Deferred, started: float
+) -> RebuildReport:
     keyring = Keyring.load(settings.keyring_path)
     known = {letter.source for letter in await read_letters(settings, consumer)}
     pool = await schema_pool(settings, f"{schema_name(consumer)}_rebuild")
@@ -92,6 +136,7 @@ async def _build_and_swap(settings: Settings, consumer: str, control: asyncpg.Co
     # End offsets come from a client of their own: on the reading client they would queue behind a long-poll fetch.
     probe = reader(settings)
     tally, letters = Tally(), KnownLetters(producer, known)
+    laps = Laps(started)
     try:
         await producer.start()
         await kafka.start()
@@ -99,12 +144,14 @@ async def _build_and_swap(settings: Settings, consumer: str, control: asyncpg.Co
         handle = tally.into(CopyKeeper(policy_of(consumer), pool, keyring, letters))
         partitions = await partitions_of(kafka, LISTING_TOPICS)
         read = BoundedRead(kafka, dict(await kafka.beginning_offsets(partitions)), commit=True)
-        await read.begin()
         ends = EndOffsets(probe, partitions)
-        await _fill(consumer, read, ends, handle)
+        bulk = Bulk(settings, consumer, sorted(known))
+        laps.lap("start")
+        await _fill(bulk, control, deferred, read, ends, handle, tally, letters, laps)
         # The consumer's own retention, so that the new copy holds no more personal data than the live one.
         await sweep_once(pool, retention_from_env())
         paused_ms = await _swap(consumer, control, read, ends, handle)
+        laps.lap("sweep and swap")
         rows, markers = await control.fetchrow(COUNT.replace("FROM listings", f'FROM "{schema_name(consumer)}".listings'))
     finally:
         await probe.stop()
@@ -112,7 +159,7 @@ async def _build_and_swap(settings: Settings, consumer: str, control: asyncpg.Co
         await forget_group(settings, group)
         await producer.stop()
         await pool.close()
-    return RebuildReport(consumer, group, tally, letters, rows, markers, time.monotonic() - started, paused_ms)
+    return RebuildReport(consumer, group, tally, letters, rows, markers, time.monotonic() - started, paused_ms, laps)
 
 
 @dataclass(frozen=True)
@@ -124,17 +171,95 @@ class EndOffsets:
         return dict(await self.probe.end_offsets(self.partitions))
 
 
-async def _fill(consumer: str, read: BoundedRead, ends: EndOffsets, handle: Handle) -> None:
-    """Everything up to today's end offsets, then catch up with what arrived meanwhile until little is left."""
+async def _fill(
+    bulk: Bulk,
+    control: asyncpg.Connection,
+    deferred: Deferred,
+    read: BoundedRead,
+    ends: EndOffsets,
+    handle: Handle,
+    tally: Tally,
+    letters: KnownLetters,
+    laps: Laps,
+) -> None:
+    """Everything up to today's end offsets in bulk, then catch up with what arrived meanwhile until little is left."""
     end = await ends.now()
-    bar = ProgressBar(f"rebuild {consumer}", read.remaining(end))
-    await read.read_to(end, handle, bar.update)
-    bar.finish()
+    loaded = await bulk.load(read.start, end)
+    # Assigned only now: an assigned consumer starts fetching at once, and these records are the loaders'.
+    await read.begin()
+    read.advance(loaded.positions)
+    tally.records += loaded.records
+    tally.accepted += loaded.accepted
+    tally.rejected += loaded.rejected
+    letters.written += loaded.letters_written
+    letters.skipped += loaded.letters_skipped
+    laps.lap("load")
+    tally.applied += loaded.accepted - await deferred.finish(control)
+    laps.lap("dedupe and index")
     for _ in range(CATCH_UP_ROUNDS):
         end = await ends.now()
         if read.remaining(end) <= SWAP_GAP:
-            return
+            break
         await read.read_to(end, handle)
+    laps.lap("catch-up")
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """The shadow table's indexes, dropped while loaders fill it, and how to build them again."""
+
+    table: str
+    indexes: list[asyncpg.Record]
+
+    @classmethod
+    async def take(cls, control: asyncpg.Connection, shadow: str) -> Deferred:
+        """Drop the shadow table's indexes, add the column that orders loaded rows; both undone by `finish`."""
+        table = f'"{shadow}".listings'
+        indexes = list(await control.fetch(INDEXES, table))
+        async with control.transaction():
+            for index in indexes:
+                if index["constraint_name"]:
+                    await control.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{index["constraint_name"]}"')
+                else:
+                    await control.execute(f'DROP INDEX "{shadow}"."{index["name"]}"')
+            await control.execute(f"ALTER TABLE {table} ADD COLUMN arrival bigint")
+        return cls(table, indexes)
+
+    async def finish(self, control: asyncpg.Connection) -> int:
+        """Keep the newest version per listing, build the indexes again; returns the rows removed."""
+        async with control.transaction():
+            await control.execute(f"SET LOCAL work_mem = '{BULK_MEMORY}'")
+            await control.execute(f"SET LOCAL maintenance_work_mem = '{BULK_MEMORY}'")
+            removed = _count(await control.execute(UNUSED.replace("FROM listings", f"FROM {self.table}")))
+            removed += await self._primary_key(control)
+            await control.execute(f"ALTER TABLE {self.table} DROP COLUMN arrival")
+            for index in self.indexes:
+                if not index["constraint_name"]:
+                    await control.execute(index["definition"])
+        return removed
+
+    async def _primary_key(self, control: asyncpg.Connection) -> int:
+        """Build the unique keys; only where two versions of a listing were loaded are older ones removed first."""
+        keys = [i for i in self.indexes if i["constraint_name"]]
+        try:
+            async with control.transaction():  # a savepoint: a failed build leaves the loaded rows as they are
+                await self._add(control, keys)
+            return 0  # one row per listing already, as a compacted topic usually gives: no sort for the dedupe
+        except asyncpg.UniqueViolationError:
+            pass
+        removed = _count(await control.execute(DEDUPE.replace("FROM listings", f"FROM {self.table}")))
+        await self._add(control, keys)
+        return removed
+
+    async def _add(self, control: asyncpg.Connection, keys: Sequence[asyncpg.Record]) -> None:
+        for key in keys:
+            await control.execute(
+                f'ALTER TABLE {self.table} ADD CONSTRAINT "{key["constraint_name"]}" {key["constraint_definition"]}'
+            )
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def _swap(consumer: str, control: asyncpg.Connection, read: BoundedRead, ends: EndOffsets, handle: Handle) -> float:
