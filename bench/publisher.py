@@ -1,27 +1,43 @@
-"""Publisher: listings/s accepted by the real court service over HTTP (wrk) and delivered through its outbox to Kafka;
-baselines: the same server's /healthz rate, and a raw aiokafka producer sending the same values, same run."""
+"""Publisher: listings/s accepted by the real court service over HTTP (wrk) and delivered through its outbox to Kafka,
+and the outbox relay's own capacity on a backlog; baselines: the same server's /healthz rate, and a raw aiokafka
+producer sending the same values, same run."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
 from dataclasses import dataclass
 
 import asyncpg
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import wrk
-from bench.harness import Figure, progress
-from schemas.catalogue import LISTING_TOPIC_PARTITIONS
+from bench.harness import Figure, progress, summary_ms
+from schemas.catalogue import FAMILIES, LISTING_TOPIC_PARTITIONS
+from services.kit.db import create_pool
 from services.kit.kafka import client_options, idempotent_producer
 from services.kit.settings import Settings
+from services.publishers import service, store
+from services.publishers.court import rules as court_rules
+from services.publishers.requests import IssueRequest
 
-NAMES = ("publisher accepted rate (POST /v1/listings, 201)", "publisher delivered rate (outbox -> Kafka)")
+NAMES = (
+    "publisher accepted rate (POST /v1/listings, 201)",
+    "publisher delivered rate (outbox -> Kafka)",
+    "publisher relay capacity (outbox backlog -> Kafka)",
+    "publisher accepted rate, batches (POST /v1/listings/batch, 201)",
+)
 AUTHORITY = "court.bench-publisher"
 TARGET_RATE = 5000
 DRAIN_TIMEOUT_S = 300.0
+# The relay's backlog: 10,000 rows per second of HTTP load, i.e. 100,000 for --size full (10 s), 10,000 for tiny (1 s).
+BACKLOG_ROWS_PER_HTTP_SECOND = 10_000
+FILL_CHUNK = 1000
+DRAIN_POLL_S = 0.01
 
 # A valid, unique adult person per request: region digits and sequence from a counter, born 1980-01-01.
 SCRIPT = """
@@ -43,6 +59,61 @@ request = function()
     {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, body)
 end
 """.replace("AUTHORITY", AUTHORITY)
+
+
+BATCH = 200  # listings per POST /v1/listings/batch: ~40 KB, inside the services' 64 KiB body limit
+# Batches in flight at once: one being answered while the next is parsed keeps the single event loop busy; more
+# would only queue (a batch takes tens of ms), and wrk's fixed ten would leave a 1 s run without one answer.
+BATCH_CONCURRENCY = 3
+
+
+@dataclass(frozen=True)
+class BatchLoad:
+    """Closed-loop batch posting: every request's status and latency, and the time until the last answer."""
+
+    requests: int
+    refused: int  # answers other than 201
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def accepted_rate(self) -> float:
+        return (self.requests - self.refused) * BATCH / self.seconds if self.seconds > 0 else float("nan")
+
+
+def batch_bodies(count: int, seed: int) -> list[bytes]:
+    """`count` request bodies of BATCH listings each, the same listings as SCRIPT's, encoded before the clock starts."""
+    bodies = []
+    for b in range(count):
+        items = [r.model_dump(exclude_none=True) for r in backlog_requests(BATCH, seed + b * BATCH)]
+        bodies.append(json.dumps({"listings": items}).encode())
+    return bodies
+
+
+async def batch_load(court_url: str, token: str, seconds: float) -> BatchLoad:
+    """POST batches from BATCH_CONCURRENCY connections for `seconds`; requests in flight at the end are awaited and
+    counted, so the rate is listings answered 201 over the time until the last answer."""
+    bodies = iter(batch_bodies(BATCH_CONCURRENCY * max(4, round(seconds * 20)), random.randrange(10**9)))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    statuses: list[int] = []
+    latencies: list[float] = []
+    async with httpx.AsyncClient(
+        base_url=court_url, timeout=60, limits=httpx.Limits(max_connections=BATCH_CONCURRENCY)
+    ) as client:
+
+        async def post_until(deadline: float) -> None:
+            for body in bodies:
+                if time.perf_counter() >= deadline:
+                    return
+                sent = time.perf_counter()
+                response = await client.post("/v1/listings/batch", content=body, headers=headers)
+                latencies.append(time.perf_counter() - sent)
+                statuses.append(response.status_code)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(post_until(started + seconds) for _ in range(BATCH_CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+    return BatchLoad(len(statuses), sum(1 for s in statuses if s != 201), elapsed, latencies)
 
 
 @dataclass(frozen=True)
@@ -103,6 +174,74 @@ async def raw_producer_rate(settings: Settings, conn: asyncpg.Connection, after_
     return len(rows), seconds
 
 
+def backlog_requests(count: int, seed: int) -> list[IssueRequest]:
+    """`count` valid court listings of unique adult persons, the same shape as the HTTP load's."""
+    requests = []
+    for i in range(count):
+        n = seed + i
+        person = f"{n // 1000 % 1_000_000:06d}19800101{n % 1000:03d}{n % 10}"
+        body = {
+            "authority": AUTHORITY,
+            "list": "court.dishonest_debtor",
+            "subject": {"kind": "person", "id": person, "name": "Bench Person"},
+            "legal_basis": {"case_number": f"(2026) Backlog {n}"},
+        }
+        requests.append(IssueRequest.model_validate(body))
+    return requests
+
+
+async def fill_backlog(settings: Settings, rows: int) -> None:
+    """Write `rows` listings through the court's own service code (what POSTs write, in chunks of FILL_CHUNK)."""
+    publisher = service.Publisher(FAMILIES["court"], court_rules.rules_for, settings.subject_hash_key)
+    pool = await create_pool(settings.database_url, "court", max_size=2)
+    try:
+        seed = random.randrange(10**9)
+        for start in range(0, rows, FILL_CHUNK):
+            now = service.utc_now()
+            plans = [service.plan_issue(publisher, r, now) for r in backlog_requests(min(FILL_CHUNK, rows - start), seed + start)]
+            await service.issue_planned(pool, publisher, plans, "bench:backlog", now)
+    finally:
+        await pool.close()
+
+
+@dataclass(frozen=True)
+class Drain:
+    """A backlog the relay was released on: timed by PostgreSQL's clock from release to nothing pending."""
+
+    rows: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("nan")
+
+
+async def relay_drain(settings: Settings, conn: asyncpg.Connection, rows: int) -> tuple[Drain, int]:
+    """Hold the court relay's turn, fill its outbox with `rows` listings, release it and time the drain.
+
+    The clock starts at the release, not at the first row's creation: the rows are written before, while the relay
+    may not send, so the span is the relay's alone. Returns the drain and the outbox id the backlog starts after."""
+    await store.pause_relays(conn)
+    try:
+        after_id = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
+        progress(f"  relay capacity: writing {rows:,} listings to the court outbox while its relay is held")
+        await fill_backlog(settings, rows)
+        started = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
+    finally:
+        await store.resume_relays(conn)
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    pending = "SELECT extract(epoch FROM clock_timestamp()), EXISTS (SELECT 1 FROM outbox WHERE id > $1 AND sent_at IS NULL)"
+    while True:
+        at, left = await conn.fetchrow(pending, after_id)
+        if not left:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"court outbox backlog not drained {DRAIN_TIMEOUT_S:.0f}s after the relay was released")
+        await asyncio.sleep(DRAIN_POLL_S)
+    sent = int(await conn.fetchval("SELECT count(*) FROM outbox WHERE id > $1", after_id))
+    return Drain(sent, float(at) - started), after_id
+
+
 async def measure(settings: Settings, court_url: str, seconds: float) -> list[Figure]:
     token = settings.publisher_tokens.get("court.*", "court-dev-token")
     conn = await _court(settings)
@@ -117,9 +256,20 @@ async def measure(settings: Settings, court_url: str, seconds: float) -> list[Fi
         delivery = await _drained(conn, after_id, float(await conn.fetchval("SELECT extract(epoch FROM now())")))
         progress(f"  baseline: raw aiokafka producer sending the same {delivery.rows:,} values")
         raw_rows, raw_seconds = await raw_producer_rate(settings, conn, after_id)
+        progress(f"  ours: POST /v1/listings/batch ({BATCH} a request, {BATCH_CONCURRENCY} at once) for {seconds:.0f}s")
+        batch_after = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
+        batches = await batch_load(court_url, token, seconds)
+        batch_delivery = await _drained(conn, batch_after, float(await conn.fetchval("SELECT extract(epoch FROM now())")))
+        drain, backlog_after = await relay_drain(settings, conn, round(BACKLOG_ROWS_PER_HTTP_SECOND * seconds))
+        progress(f"  baseline: raw aiokafka producer sending the same {drain.rows:,} backlog values")
+        backlog_raw_rows, backlog_raw_seconds = await raw_producer_rate(settings, conn, backlog_after)
     finally:
         await conn.close()
-    return figures(accepted, healthz, delivery, raw_rows / raw_seconds)
+    return [
+        *figures(accepted, healthz, delivery, raw_rows / raw_seconds),
+        relay_figure(drain, backlog_raw_rows / backlog_raw_seconds),
+        batch_figure(batches, accepted, batch_delivery),
+    ]
 
 
 def figures(accepted: wrk.WrkResult, healthz: wrk.WrkResult, delivery: Delivery, raw_rate: float) -> list[Figure]:
@@ -151,3 +301,43 @@ def figures(accepted: wrk.WrkResult, healthz: wrk.WrkResult, delivery: Delivery,
             met=delivery.rate >= TARGET_RATE,
         ),
     ]
+
+
+def relay_figure(drain: Drain, raw_rate: float) -> Figure:
+    return Figure(
+        NAMES[2],
+        drain.rate,
+        "listings/s",
+        "raw aiokafka producer, same values",
+        raw_rate,
+        ">= 5,000/s",
+        {"rows": drain.rows, "released_to_last_sent_s": round(drain.seconds, 2)},
+        met=drain.rate >= TARGET_RATE,
+    )
+
+
+def batch_figure(batches: BatchLoad, single: wrk.WrkResult, delivery: Delivery) -> Figure:
+    """Listings/s accepted in batches of BATCH, against one-at-a-time POSTs of the same run; with their delivery."""
+    notes = {
+        "requests": batches.requests,
+        "refused": batches.refused,
+        "seconds": round(batches.seconds, 2),
+        "listings_per_request": BATCH,
+        "connections": BATCH_CONCURRENCY,
+        "request_latency": summary_ms(batches.latencies),
+        "delivered_rows": delivery.rows,
+        "delivered_rate": round(delivery.rate, 1),
+        "first_created_to_last_sent_s": round(delivery.seconds, 2),
+        "drained_after_load_s": round(delivery.drain_after_load_s, 2),
+    }
+    accepted = batches.accepted_rate
+    return Figure(
+        NAMES[3],
+        accepted,
+        "listings/s",
+        "POST /v1/listings one at a time, same run",
+        single.ok_rate,
+        ">= 5,000/s accepted and delivered",
+        notes,
+        met=batches.refused == 0 and accepted >= TARGET_RATE and delivery.rate >= TARGET_RATE,
+    )

@@ -63,3 +63,13 @@ class AmendRequest(Body):
 class RevokeRequest(Body):
     reason: RevocationReason
     legal_basis: LegalBasisIn | None = None
+
+
+# A batch is written in one statement, all or nothing; the 64 KiB body limit usually binds first (~200 listings).
+MAX_BATCH_LISTINGS = 500
+
+
+class IssueBatchRequest(Body):
+    """Several POST /v1/listings bodies at once, each validated by exactly the same rules."""
+
+    listings: list[IssueRequest] = Field(min_length=1, max_length=MAX_BATCH_LISTINGS)

@@ -1,0 +1,92 @@
+"""The relay's batched send on real Kafka: each record on its key's partition, in outbox order, and verifiable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from aiokafka.admin import NewTopic
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from services.kit.intake import headers_of
+from services.kit.signing import Keyring, SigningKey, TrustedKey, record_headers
+from services.publishers.partitioner import partition_of
+from services.publishers.relay import send_in_batches
+from services.publishers.store import OutboxRecord
+from tests import kafka_clients
+from tests.conftest import Infra
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+PARTITIONS = 6
+AUTHORITY = "court.relay-test"
+RECORDS = 300
+LISTINGS = 100  # three versions of each listing, so per-key order is tested too
+READ_TIMEOUT_S = 60.0
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def topic(infra: Infra) -> AsyncIterator[str]:
+    name = f"relay-batches-{uuid.uuid4().hex[:8]}"
+    admin = kafka_clients.admin(infra.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+        yield name
+    finally:
+        await admin.delete_topics([name])
+        await admin.close()
+
+
+def outbox(topic: str) -> list[OutboxRecord]:
+    records = []
+    for i in range(RECORDS):
+        listing_id = f"{AUTHORITY}:2026-{i % LISTINGS:06d}"
+        value = json.dumps({"outbox_id": i, "listing_id": listing_id, "padding": "x" * 500}).encode()
+        records.append(OutboxRecord(i, topic, listing_id, value, AUTHORITY, "listing.issued"))
+    return records
+
+
+async def read_all(infra: Infra, topic: str) -> list[tuple[int, int, str, bytes, dict[str, bytes]]]:
+    consumer = kafka_clients.consumer(infra.bootstrap_servers, topic, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    seen: list[tuple[int, int, str, bytes, dict[str, bytes]]] = []
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    try:
+        while len(seen) < RECORDS and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                for m in batch:
+                    assert m.key is not None and m.value is not None
+                    seen.append((m.partition, m.offset, m.key.decode(), m.value, headers_of(m.headers)))
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def test_batched_send_puts_every_record_on_its_keys_partition_in_outbox_order(infra: Infra, topic: str) -> None:
+    key = SigningKey("relay-test", Ed25519PrivateKey.generate())
+    records = outbox(topic)
+    signed = record_headers(key, AUTHORITY, [r.value for r in records], [r.event_type for r in records])
+    # Small Kafka batches: ~25 records each, so every partition takes several and the overflow path runs.
+    producer = kafka_clients.producer(infra.bootstrap_servers, enable_idempotence=True, acks="all", max_batch_size=16384)
+    await producer.start()
+    try:
+        futures = await send_in_batches(producer, list(zip(records, signed, strict=True)))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    assert len(futures) > PARTITIONS, "each partition's records fit one Kafka batch: the overflow path did not run"
+
+    seen = await read_all(infra, topic)
+    assert len(seen) == RECORDS, f"read {len(seen)} of {RECORDS} records"
+    assert all(partition == partition_of(k.encode(), list(range(PARTITIONS))) for partition, _, k, _, _ in seen)
+    for partition in range(PARTITIONS):
+        ids = [json.loads(value)["outbox_id"] for p, _, _, value, _ in sorted(seen) if p == partition]
+        assert ids == sorted(ids), f"partition {partition} holds records out of outbox order"
+    keyring = Keyring([TrustedKey(key.key_id, ("court.*",), key.private_key.public_key())])
+    assert {keyring.verify(value, headers) for _, _, _, value, headers in seen} == {AUTHORITY}
+    assert {json.loads(value)["listing_id"] for _, _, _, value, _ in seen} == {r.key for r in records}
