@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
 from services.kit.signing import SigningKey, record_headers
 from services.kit.subjects import id_hash
+from services.publishers.relay import RELAY_BATCH
 
 AUTHORITY = "court.bench-intermediate"
-SIGNED_BATCH = 500  # what the relay signs at once under load
+SIGNED_BATCH = RELAY_BATCH  # what the relay signs at once under load (one turn)
 CODES = [
     "FLIGHT",
     "RAIL_PREMIUM",

@@ -22,9 +22,11 @@ class Rejection(Exception):
 
 def headers_of(raw: Sequence[tuple[str, bytes]] | None) -> dict[str, bytes]:
     """Record headers as a dict; the first value of a repeated header wins."""
-    found: dict[str, bytes] = {}
-    for name, value in raw or ():
-        found.setdefault(name, value if value is not None else b"")
+    if not raw:
+        return {}
+    found: dict[str, bytes] = dict(reversed(raw))  # built backwards, so the first of a repeated name is kept
+    if None in found.values():
+        found = {name: value if value is not None else b"" for name, value in found.items()}
     return found
 
 
