@@ -6,11 +6,10 @@ import json
 import random
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
-from services.kit.signing import SigningKey, record_headers
+from services.kit.signing import SignedRecord, SigningKey, sign_records
 from services.kit.subjects import id_hash
 from services.publishers.relay import RELAY_BATCH
 
@@ -33,11 +32,7 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class Record:
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
+Record = SignedRecord
 
 
 def _event(
@@ -112,14 +107,7 @@ def signed(
     pairs: Sequence[tuple[str, bytes]], key: SigningKey, batch: int = SIGNED_BATCH, authority: str = AUTHORITY
 ) -> list[Record]:
     """Sign (listing_id, value) pairs in batches of `batch`, one signature per batch, as the outbox relay does."""
-    records = []
-    for start in range(0, len(pairs), batch):
-        chunk = pairs[start : start + batch]
-        values = [v for _, v in chunk]
-        event_types = [json.loads(v)["event_type"] for v in values]
-        for (listing_id, value), headers in zip(chunk, record_headers(key, authority, values, event_types), strict=True):
-            records.append(Record(listing_id.encode(), value, headers))
-    return records
+    return sign_records(key, authority, pairs, batch)
 
 
 def in_force_term(now: datetime | None = None) -> tuple[str, str]:

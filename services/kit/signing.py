@@ -199,6 +199,28 @@ def record_headers(
 
 
 @dataclass(frozen=True)
+class SignedRecord:
+    """A Kafka record as a publisher sends it: key = listing_id, value, the headers of CONTRACT section 4."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def sign_records(key: SigningKey, authority: str, pairs: Sequence[tuple[str, bytes]], batch: int) -> list[SignedRecord]:
+    """Sign (listing_id, value) pairs in batches of `batch`, one signature per batch, as the outbox relay does
+    (benchmarks and the ops rehearsal build their records with it)."""
+    records = []
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        values = [v for _, v in chunk]
+        event_types = [json.loads(v)["event_type"] for v in values]
+        for (listing_id, value), headers in zip(chunk, record_headers(key, authority, values, event_types), strict=True):
+            records.append(SignedRecord(listing_id.encode(), value, headers))
+    return records
+
+
+@dataclass(frozen=True)
 class TrustedKey:
     key_id: str
     authorities: tuple[str, ...]

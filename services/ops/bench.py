@@ -15,25 +15,17 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from schemas.catalogue import FAMILIES
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
-from services.kit.signing import SigningKey, record_headers
+from services.kit.signing import SignedRecord, SigningKey, sign_records
 from services.kit.subjects import id_hash, mask_id
 
 COURT = "court.ops-rehearsal"
 SIGNED_BATCH = 500
-
-
-@dataclass(frozen=True)
-class SignedRecord:
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
 
 
 def listing_event(
@@ -79,15 +71,7 @@ def listing_event(
 
 
 def signed(key: SigningKey, authority: str, pairs: Sequence[tuple[str, bytes]], batch: int = SIGNED_BATCH) -> list[SignedRecord]:
-    """Sign (listing_id, value) pairs in batches, one signature per batch, as the outbox relay does."""
-    records = []
-    for start in range(0, len(pairs), batch):
-        chunk = pairs[start : start + batch]
-        values = [v for _, v in chunk]
-        event_types = [json.loads(v)["event_type"] for v in values]
-        for (listing_id, value), headers in zip(chunk, record_headers(key, authority, values, event_types), strict=True):
-            records.append(SignedRecord(listing_id.encode(), value, headers))
-    return records
+    return sign_records(key, authority, pairs, batch)
 
 
 async def produce(settings: Settings, topic: str, records: Sequence[SignedRecord]) -> None:

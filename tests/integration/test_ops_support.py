@@ -16,8 +16,8 @@ import asyncpg
 from schemas.catalogue import LISTING_TOPICS, schema_name
 from services.consumers import store
 from services.kit.settings import Settings
-from services.kit.signing import SigningKey
-from services.ops.bench import SignedRecord, produce, signed
+from services.kit.signing import SignedRecord, SigningKey
+from services.ops.bench import produce, signed
 from tests import kafka_clients
 from tests.conftest import Infra
 from tests.integration.helpers import wait_caught_up
