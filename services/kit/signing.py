@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,16 +207,27 @@ class SignedRecord:
     headers: list[tuple[str, bytes]]
 
 
-def sign_records(key: SigningKey, authority: str, pairs: Sequence[tuple[str, bytes]], batch: int) -> list[SignedRecord]:
-    """Sign (listing_id, value) pairs in batches of `batch`, one signature per batch, as the outbox relay does
-    (benchmarks and the ops rehearsal build their records with it)."""
+def sign_records(
+    key: SigningKey,
+    authority: str,
+    pairs: Sequence[tuple[str, bytes]],
+    batch: int,
+    partition: Callable[[bytes], int] | None = None,
+) -> list[SignedRecord]:
+    """Sign (listing_id, value) pairs as the outbox relay does (benchmarks and the ops rehearsal build their records
+    with it): in turns of `batch`, and within a turn one signed batch per partition the key goes to, if
+    `partition` is given (the relay's way), else one per turn."""
     records = []
     for start in range(0, len(pairs), batch):
-        chunk = pairs[start : start + batch]
-        values = [v for _, v in chunk]
-        event_types = [json.loads(v)["event_type"] for v in values]
-        for (listing_id, value), headers in zip(chunk, record_headers(key, authority, values, event_types), strict=True):
-            records.append(SignedRecord(listing_id.encode(), value, headers))
+        turn = pairs[start : start + batch]
+        groups: dict[int, list[tuple[str, bytes]]] = {}
+        for pair in turn:
+            groups.setdefault(partition(pair[0].encode()) if partition else 0, []).append(pair)
+        for chunk in groups.values():
+            values = [v for _, v in chunk]
+            event_types = [json.loads(v)["event_type"] for v in values]
+            for (listing_id, value), headers in zip(chunk, record_headers(key, authority, values, event_types), strict=True):
+                records.append(SignedRecord(listing_id.encode(), value, headers))
     return records
 
 
@@ -329,11 +340,10 @@ class Keyring:
     def verify_batch(self, records: Sequence[tuple[bytes, Mapping[str, bytes]]]) -> list[str | VerificationError]:
         """`verify` for each (value, headers), in order: the authority, or the error `verify` would raise.
 
-        Decides exactly as `verify` does record by record, only cheaper when a fetch holds a whole signed batch:
-        its tree is built once from the records' own values and its signature checked once; each record is then
-        accepted only if its x-merkle-path is the canonical base64 of its audit path in that tree (so `verify`
-        would recompute the same, verified root from it). Every other record, and every record of a batch that
-        is incomplete, repeated or does not verify whole, goes through `verify` itself."""
+        Decides exactly as `verify` does record by record, only cheaper: the records of one signed batch found in
+        a fetch (all of it, or the run a partition holds) are judged together, their part of the tree built once
+        from their own values and its root's signature checked once (see `PartialTree`). Every record those do
+        not accept, and every record of a group that cannot be judged together, goes through `verify` itself."""
         results: list[str | VerificationError | None] = [None] * len(records)
         for members in _signed_batches(records).values():
             for position, authority in self._verify_whole(records, members).items():
@@ -348,36 +358,41 @@ class Keyring:
         return [r for r in results if r is not None]
 
     def _verify_whole(self, records: Sequence[tuple[bytes, Mapping[str, bytes]]], members: list[int]) -> dict[int, str]:
-        """Positions of `members` (records sharing key, authority, signature and size) accepted as one whole batch;
-        empty when they are not exactly one complete batch that verifies."""
+        """Positions of `members` (records sharing key, authority, signature and size) accepted together: the part
+        of their tree that their own values determine is built once, its root's signature checked once, and each
+        record is accepted only if its x-merkle-path is the canonical base64 of its audit path in that tree. Empty
+        when they cannot be judged together (unreadable or repeated indexes, or a tree that does not verify)."""
         first = records[members[0]][1]
         try:
             size = int(_text(first, Header.MERKLE_SIZE))
-            if len(members) != size:  # part of a batch (the rest is in another fetch or partition), or repeated
-                return {}
             key = self._keys.get(_text(first, Header.KEY_ID))
             authority = _text(first, Header.AUTHORITY)
             by_index = {int(_text(records[m][1], Header.MERKLE_INDEX)): m for m in members}
         except (VerificationError, ValueError):
             return {}
         signature = first.get(Header.SIGNATURE)
-        whole = len(members) == size == len(by_index) and min(by_index) == 0 and max(by_index) == size - 1
-        if key is None or signature is None or not whole or size > 1 << 20 or not self._covers(key, authority):
+        if key is None or signature is None or not 0 < size <= 1 << 20 or not self._covers(key, authority):
             return {}
-        levels = tree_levels([leaf_hash(records[by_index[i]][0]) for i in range(size)])
-        verified = (key.key_id, signature, levels[-1][0])
+        if len(by_index) != len(members) or min(by_index) < 0 or max(by_index) >= size:
+            return {}  # a repeated record, or an index `verify` refuses: each one is judged on its own
+        if 2 * len(members) < max(by_index) - min(by_index) + 1:
+            return {}  # scattered leaves share few nodes: `verify`'s memo of the walk costs less than this tree
+        tree = PartialTree(size, {i: leaf_hash(records[p][0]) for i, p in by_index.items()})
+        if not tree.complete(lambda i: _decoded_path(records[by_index[i]][1])):
+            return {}
+        verified = (key.key_id, signature, tree.root)
         if verified not in self._verified:
             try:
-                self._verify_root(key, signature, levels[-1][0])
+                self._verify_root(key, signature, tree.root)
             except VerificationError:
                 return {}  # some record is not what was signed: each one is judged on its own
             if len(self._verified) >= self._cache_size:
                 self._verified.clear()
             self._verified.add(verified)
         accepted = {}
-        for index, position in by_index.items():
-            path = records[position][1].get(Header.MERKLE_PATH)
-            if path == base64.b64encode(b"".join(_path(index, levels))):
+        for index, path in tree.paths().items():
+            position = by_index[index]
+            if records[position][1].get(Header.MERKLE_PATH) == base64.b64encode(path):
                 accepted[position] = authority
         return accepted
 
@@ -401,6 +416,86 @@ class Keyring:
             key.public_key.verify(signature, SIGNATURE_CONTEXT + root)
         except InvalidSignature as exc:
             raise VerificationError("bad_signature", f"signature by {key.key_id} does not verify") from exc
+
+
+class PartialTree:
+    """The nodes of an RFC 6962 tree that some of its leaves determine, and the siblings their audit paths supply.
+
+    Level l holds ceil(size / 2**l) nodes; an odd last node is carried up unhashed, as in `tree_levels`. A node is
+    covered when a known leaf lies below it. Covered nodes are hashed from their children; the uncovered child of
+    a covered node is read from the audit path of a known leaf below its sibling. Each known leaf's canonical audit
+    path is then made only of nodes held here, and walking up from the leaf along it yields `root`: a record whose
+    path is that canonical path recomputes `root` in `verify`, whatever the other records' paths said."""
+
+    def __init__(self, size: int, leaves: Mapping[int, bytes]) -> None:
+        self.widths = [size]
+        while self.widths[-1] > 1:
+            self.widths.append((self.widths[-1] + 1) // 2)
+        self.nodes: list[dict[int, bytes]] = [dict(sorted(leaves.items()))]
+        self.covered: list[list[int]] = [list(self.nodes[0])]  # per level, the nodes a known leaf lies below
+        self.root = b""
+
+    def complete(self, path_of: Callable[[int], bytes | None]) -> bool:
+        """Hash the covered nodes level by level up to the root; False if a path lacks a sibling it must hold.
+
+        `path_of(leaf)` is that leaf's decoded x-merkle-path (None if it does not decode)."""
+        below = self.nodes[0]
+        below_leaf = {i: i for i in below}  # a known leaf under each covered node
+        paths: dict[int, bytes | None] = {}
+        for level in range(1, len(self.widths)):
+            width_below = self.widths[level - 1]
+            here: dict[int, bytes] = {}
+            here_leaf: dict[int, int] = {}
+            for child in list(below_leaf):  # covered nodes, ascending: each parent is met first at its left child
+                parent = child >> 1
+                if parent in here:
+                    continue
+                here_leaf[parent] = leaf = below_leaf[child]
+                if child | 1 >= width_below:
+                    here[parent] = below[child]  # the odd last node, carried up
+                    continue
+                sibling = child ^ 1
+                if sibling not in below:
+                    if leaf not in paths:
+                        paths[leaf] = path_of(leaf)
+                    given = self._sibling(paths[leaf], leaf, level - 1)
+                    if given is None:
+                        return False
+                    below[sibling] = given
+                here[parent] = node_hash(below[child & ~1], below[child | 1])
+            self.nodes.append(here)
+            self.covered.append(list(here))
+            below, below_leaf = here, here_leaf
+        self.root = below[0]
+        return True
+
+    def _sibling(self, path: bytes | None, leaf: int, level: int) -> bytes | None:
+        """The hash `path` (leaf's audit path) gives for leaf's sibling at `level`, if it holds one there."""
+        if path is None:
+            return None
+        at = sum(HASH_SIZE for lv in range(level) if (leaf >> lv) ^ 1 < self.widths[lv])
+        given = path[at : at + HASH_SIZE]
+        return given if len(given) == HASH_SIZE else None
+
+    def paths(self) -> dict[int, bytes]:
+        """The canonical audit path of every known leaf, from the nodes held. Built from the root down, so the
+        leaves under one node share the bytes above it: one concatenation per covered node, not one per level."""
+        above: dict[int, bytes] = {0: b""}
+        for level in range(len(self.widths) - 2, -1, -1):
+            nodes, width = self.nodes[level], self.widths[level]
+            here: dict[int, bytes] = {}
+            for node in self.covered[level]:
+                sibling = node ^ 1
+                here[node] = nodes[sibling] + above[node >> 1] if sibling < width else above[node >> 1]
+            above = here
+        return above
+
+
+def _decoded_path(headers: Mapping[str, bytes]) -> bytes | None:
+    try:
+        return base64.b64decode(headers.get(Header.MERKLE_PATH, b""), validate=True)
+    except ValueError:
+        return None
 
 
 def _signed_batches(records: Sequence[tuple[bytes, Mapping[str, bytes]]]) -> dict[tuple[bytes | None, ...], list[int]]:

@@ -1,4 +1,4 @@
-"""Outbox relay: sends committed outbox records to Kafka, signed per batch, and marks them sent."""
+"""Outbox relay: sends committed outbox records to Kafka, signed per partition and authority, and marks them sent."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -23,6 +23,7 @@ from services.publishers import store
 from services.publishers.partitioner import partition_of
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # Retrying a local broker is cheap; waiting longer only keeps accepted listings off the copies after Kafka is back.
 MAX_BACKOFF_SECONDS = 2.0
 # Records per relay turn (one signature, one UPDATE, one commit): a turn's fixed round trips to PostgreSQL and
@@ -73,15 +74,8 @@ class OutboxRelay:
             pending = await store.claim_pending(conn, self.batch_size)
             if not pending:
                 return 0
-            by_authority: dict[str, list[store.OutboxRecord]] = defaultdict(list)
-            for record in pending:
-                by_authority[record.authority].append(record)
-            signed: list[tuple[store.OutboxRecord, list[tuple[str, bytes]]]] = []
-            for authority, records in by_authority.items():
-                key = self.signer.key_for(authority)
-                headers = record_headers(key, authority, [r.value for r in records], [r.event_type for r in records])
-                signed += zip(records, headers, strict=True)
-            await asyncio.gather(*await send_in_batches(kafka, signed))
+            groups = await partition_groups(kafka, pending, lambda r: r)
+            await asyncio.gather(*await send_groups(kafka, sign_groups(groups, self.signer.key_for)))
             await store.mark_sent(conn, [r.id for r in pending])
         metrics.OUTBOX_SENT.labels(self.service).inc(len(pending))
         return len(pending)
@@ -120,23 +114,57 @@ class OutboxRelay:
             metrics.OUTBOX_BACKLOG.labels(self.service).set(await store.backlog(conn))
 
 
-async def send_in_batches(
-    kafka: AIOKafkaProducer, signed: Sequence[tuple[store.OutboxRecord, list[tuple[str, bytes]]]]
-) -> list[asyncio.Future[Any]]:
-    """Queue records as whole per-partition batches, in outbox order within each partition; one future per batch.
+Signed = tuple[store.OutboxRecord, list[tuple[str, bytes]]]
+Partition = tuple[str, int]
+
+
+async def partition_groups(
+    kafka: AIOKafkaProducer, items: Sequence[T], record_of: Callable[[T], store.OutboxRecord]
+) -> dict[Partition, list[T]]:
+    """Items by the partition their record's key goes to (Kafka's default partitioner), in order within each."""
+    groups: dict[Partition, list[T]] = defaultdict(list)
+    partitions: dict[str, list[int]] = {}
+    for item in items:
+        record = record_of(item)
+        if record.topic not in partitions:
+            partitions[record.topic] = sorted(await kafka.partitions_for(record.topic))
+        groups[(record.topic, partition_of(record.key.encode(), partitions[record.topic]))].append(item)
+    return groups
+
+
+def sign_groups(
+    groups: Mapping[Partition, Sequence[store.OutboxRecord]], key_for: Callable[[str], SigningKey]
+) -> dict[Partition, list[Signed]]:
+    """One signed batch per partition and authority, in outbox order within each partition.
+
+    A consumer fetches a partition's records together, so it meets a batch's records side by side, in index order,
+    and can judge them as one tree (Keyring.verify_batch) instead of walking an audit path per record."""
+    signed: dict[Partition, list[Signed]] = {}
+    for partition, records in groups.items():
+        by_authority: dict[str, list[store.OutboxRecord]] = defaultdict(list)
+        for record in records:
+            by_authority[record.authority].append(record)
+        headers: dict[int, list[tuple[str, bytes]]] = {}  # by outbox id
+        for authority, batch in by_authority.items():
+            batch_headers = record_headers(key_for(authority), authority, [r.value for r in batch], [r.event_type for r in batch])
+            headers.update(zip((r.id for r in batch), batch_headers, strict=True))
+        signed[partition] = [(record, headers[record.id]) for record in records]
+    return signed
+
+
+async def send_in_batches(kafka: AIOKafkaProducer, signed: Sequence[Signed]) -> list[asyncio.Future[Any]]:
+    """Queue signed records as whole per-partition batches, in order within each partition; one future per batch."""
+    return await send_groups(kafka, await partition_groups(kafka, signed, lambda pair: pair[0]))
+
+
+async def send_groups(kafka: AIOKafkaProducer, groups: Mapping[Partition, Sequence[Signed]]) -> list[asyncio.Future[Any]]:
+    """Queue each partition's records as whole Kafka batches, in order; one future per batch.
 
     `send()` per record costs more than the signing and the database together; appending to a batch builder
     skips its per-record metadata wait, partitioner call and accumulator lookup. The idempotent producer still
     numbers the batches, so a retry is never written twice."""
-    by_partition: dict[tuple[str, int], list[tuple[store.OutboxRecord, list[tuple[str, bytes]]]]] = defaultdict(list)
-    partitions: dict[str, list[int]] = {}
-    for record, headers in signed:
-        if record.topic not in partitions:
-            partitions[record.topic] = sorted(await kafka.partitions_for(record.topic))
-        key = record.key.encode()
-        by_partition[(record.topic, partition_of(key, partitions[record.topic]))].append((record, headers))
     futures = []
-    for (topic, partition), records in by_partition.items():
+    for (topic, partition), records in groups.items():
         batch = kafka.create_batch()
         for record, headers in records:
             while batch.append(key=record.key.encode(), value=record.value, timestamp=None, headers=headers) is None:

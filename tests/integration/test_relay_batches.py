@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from services.kit.intake import headers_of
 from services.kit.signing import Keyring, SigningKey, TrustedKey, record_headers
 from services.publishers.partitioner import partition_of
-from services.publishers.relay import send_in_batches
+from services.publishers.relay import partition_groups, send_groups, send_in_batches, sign_groups
 from services.publishers.store import OutboxRecord
 from tests import kafka_clients
 from tests.conftest import Infra
@@ -90,3 +90,34 @@ async def test_batched_send_puts_every_record_on_its_keys_partition_in_outbox_or
     keyring = Keyring([TrustedKey(key.key_id, ("court.*",), key.private_key.public_key())])
     assert {keyring.verify(value, headers) for _, _, _, value, headers in seen} == {AUTHORITY}
     assert {json.loads(value)["listing_id"] for _, _, _, value, _ in seen} == {r.key for r in records}
+
+
+async def test_relay_signs_one_batch_per_partition_and_authority_which_a_partition_reader_verifies_in_index_order(
+    infra: Infra, topic: str
+) -> None:
+    key = SigningKey("relay-test", Ed25519PrivateKey.generate())
+    records = [
+        OutboxRecord(r.id, r.topic, r.key, r.value, "court.relay-other" if r.id % 3 == 0 else AUTHORITY, r.event_type)
+        for r in outbox(topic)
+    ]
+    producer = kafka_clients.producer(infra.bootstrap_servers, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        groups = await partition_groups(producer, records, lambda r: r)
+        await asyncio.gather(*await send_groups(producer, sign_groups(groups, lambda _: key)))
+    finally:
+        await producer.stop()
+
+    seen = await read_all(infra, topic)
+    assert len(seen) == RECORDS, f"read {len(seen)} of {RECORDS} records"
+    keyring = Keyring([TrustedKey(key.key_id, ("court.*",), key.private_key.public_key())])
+    for partition in range(PARTITIONS):
+        held = [(value, headers) for p, _, _, value, headers in sorted(seen) if p == partition]
+        for authority in (AUTHORITY, "court.relay-other"):
+            signed = [h for _, h in held if h["x-authority"] == authority.encode()]
+            assert len({h["x-signature"] for h in signed}) == 1, f"partition {partition}: not one batch for {authority}"
+            assert [int(h["x-merkle-index"]) for h in signed] == list(range(len(signed)))
+            assert {int(h["x-merkle-size"]) for h in signed} == {len(signed)}
+        before = keyring.verifications
+        assert set(keyring.verify_batch(held)) == {AUTHORITY, "court.relay-other"}
+        assert keyring.verifications - before == 2, "each of the partition's two batches verified once, as one tree"

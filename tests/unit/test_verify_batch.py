@@ -167,3 +167,60 @@ def test_the_root_memo_computes_exactly_what_root_from_path_computes(size: int, 
         leaf = leaves[i] if data.draw(st.booleans()) else leaves[(i + 1) % size]
 
         assert memo.root(leaf, index, claimed, b"".join(path)) == root_from_path(leaf, index, claimed, path)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    size=st.integers(1, 40),
+    data=st.data(),
+    tamperings=st.lists(st.tuples(st.sampled_from(TAMPERINGS), st.integers(0, 10_000)), max_size=2),
+    shuffle=st.randoms(use_true_random=False),
+)
+def test_part_of_a_signed_batch_is_decided_as_verifying_each_record_alone(
+    signing_keys: dict[str, SigningKey],
+    keyring: Keyring,
+    size: int,
+    data: st.DataObject,
+    tamperings: list[tuple[str, int]],
+    shuffle: object,
+) -> None:
+    """What a partition's fetch holds of a batch: a run of it, or any subset, tampered with or not."""
+    values = [f'{{"record":{i}}}'.encode() for i in range(size)]
+    whole = signed_records(signing_keys["court-dev"], "court.part", values)
+    if data.draw(st.booleans()):
+        start = data.draw(st.integers(0, size - 1))
+        records = whole[start : data.draw(st.integers(start + 1, size))]
+    else:
+        records = [r for r in whole if data.draw(st.booleans())] or whole[:1]
+    for how, at in tamperings:
+        records = tamper(records, how, at % len(records)) if records else records
+    shuffle.shuffle(records)  # type: ignore[attr-defined]
+    fresh = Keyring.from_json(keyring_document(keyring))
+
+    assert batched(keyring, records) == one_by_one(fresh, records)
+
+
+@pytest.mark.parametrize(("size", "start", "stop"), [(5000, 1200, 2033), (833, 0, 400), (833, 400, 833), (64, 1, 63)])
+def test_a_run_of_a_signed_batch_costs_one_verification_and_no_per_record_fallback(
+    signing_keys: dict[str, SigningKey], keyring: Keyring, size: int, start: int, stop: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = [f'{{"r":{i}}}'.encode() for i in range(size)]
+    records = signed_records(signing_keys["court-dev"], "court.x", values)[start:stop]
+    monkeypatch.setattr(Keyring, "verify", lambda *_: pytest.fail("a run of a batch must not fall back to verify()"))
+
+    assert keyring.verify_batch(records) == ["court.x"] * (stop - start)
+    assert keyring.verifications == 1
+
+
+def test_a_forged_path_in_a_run_is_refused_and_the_rest_of_the_run_accepted(
+    signing_keys: dict[str, SigningKey], keyring: Keyring
+) -> None:
+    records = signed_records(signing_keys["court-dev"], "court.x", [f'{{"r":{i}}}'.encode() for i in range(100)])[10:30]
+    value, headers = records[0]
+    path = base64.b64decode(headers[Header.MERKLE_PATH])
+    records[0] = (value, {**headers, Header.MERKLE_PATH: base64.b64encode(path[:-32] + b"\x02" * 32)})
+
+    results = keyring.verify_batch(records)
+
+    assert results[1:] == ["court.x"] * 19
+    assert isinstance(results[0], VerificationError) and results[0].reason == "bad_signature"
