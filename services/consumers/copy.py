@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from schemas.events import DlqReason
 from services.consumers import store
 from services.consumers.policy import ConsumerPolicy
-from services.consumers.retention import past_retention, retention_from_env
+from services.consumers.retention import retention_from_env
 from services.kit import metrics
 from services.kit.dlq import dead_letter
 from services.kit.intake import Rejection, admit, headers_of
@@ -69,7 +69,7 @@ class CopyKeeper:
     async def prepare(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Prepared:
         """Admit every record (CPU only); neither the copy nor the dead-letter topic is touched yet."""
         prepared = Prepared(records=len(records), batch=records)
-        now = datetime.now(UTC)
+        retained_after = datetime.now(UTC) - self.retention  # past_retention(expires_at, retention, now), per batch
         headers = [headers_of(r.headers) for r in records]
         # Signatures first, a fetch at a time: a signed batch found whole in it is verified as one tree.
         signatures = self.keyring.verify_batch([(r.value or b"", h) for r, h in zip(records, headers, strict=True)])
@@ -90,7 +90,7 @@ class CopyKeeper:
                 continue
             listing = event.listing
             row = self.policy.project(listing)
-            if row is not None and past_retention(row.expires_at, self.retention, now):
+            if row is not None and row.expires_at < retained_after:
                 row = None  # replaying an old record must not bring back data the retention sweep removed
             prepared.changes.append(store.Change(listing.listing_id, listing.version, row))
             prepared.occurred.append(event.occurred_at)

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from schemas.catalogue import NATIONAL, Restriction
 from schemas.events import Listing, Status
@@ -27,9 +28,9 @@ class Action:
         return self.by_seat_class[seat_class]
 
 
-@dataclass(frozen=True)
-class CopyRow:
-    """The minimum a consumer keeps of a listing it applies: no name, no raw id."""
+class CopyRow(NamedTuple):
+    """The minimum a consumer keeps of a listing it applies: no name, no raw id. A named tuple: one is built for
+    every record a consumer admits, at under half the cost of a frozen dataclass."""
 
     listing_id: str
     version: int

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import asyncpg
 
 from services.consumers.policy import CopyRow
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """What one accepted record asks of the copy: a row to keep, or only a version marker (row None)."""
 
     listing_id: str

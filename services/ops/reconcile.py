@@ -82,7 +82,7 @@ def describe(state: Expected | Held | None) -> str:
 
 
 def differing(a: CopyRow, b: CopyRow) -> list[str]:
-    return [f.name for f in dataclasses.fields(CopyRow) if getattr(a, f.name) != getattr(b, f.name)]
+    return [name for name in CopyRow._fields if getattr(a, name) != getattr(b, name)]
 
 
 def classify(expected: Expected | None, held: Held | None, now: datetime) -> str | None:
