@@ -59,25 +59,39 @@ class CheckRefused(ValueError):
         self.message = message
 
 
-CHECK_CONNECTIONS = 4  # enough to keep PostgreSQL busy on a small box; more only queue there instead of here
+# Queries at once: while one runs, the checks arriving meanwhile gather for the next. One query at a time measured
+# best on a two-core box (bench --only check-api, same-run A/B against two and four): the largest batches, and the
+# fewest wake-ups of a PostgreSQL backend, each of which may take the core this process was running on.
+CHECK_CONNECTIONS = 1
+MAX_BATCH = 64  # asks in one query: the wait of a check stays bounded however many arrive together
+# PostgreSQL plans a statement with array parameters anew at every run (~130 µs here, more than the query itself):
+# the plan it would cache assumes 100 elements per array, costlier than a plan made for the few of each batch. The
+# cached plan is the right one anyway (index lookups per ask), so the check connections always use it.
+GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
 
 
 class CheckConnections:
-    """Connections taken from a pool once and kept for checks: a check then costs one round trip and none of the
-    pool's per-use bookkeeping (acquire, release and its reset query, a second round trip: ~50-80 µs of CPU a
-    check here), and apply batches on the service's main pool never make a check wait. A connection found closed
-    goes back to the pool for a new one."""
+    """Connections taken from a pool once and kept for checks: a check then costs no pool bookkeeping (acquire,
+    release and its reset query, a second round trip: ~50-80 µs of CPU a check here), and apply batches on the
+    service's main pool never make a check wait. Checks that wait at the same moment go to PostgreSQL together as
+    one query (`blocking`): one round trip, one wake-up of a backend and one protocol exchange for all of them,
+    where each used to pay its own. A connection found closed goes back to the pool for a new one."""
 
     def __init__(self, pool: asyncpg.Pool, size: int = CHECK_CONNECTIONS) -> None:
         self.pool = pool
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
         for _ in range(size):
             self._idle.put_nowait(None)  # taken from the pool on first use
+        self._batches = AskBatches(self, size)
 
     @classmethod
     async def open(cls, database_url: str, service: str, size: int = CHECK_CONNECTIONS) -> CheckConnections:
         """On a pool of their own, `size` connections at most: the service's main pool stays the apply path's."""
         return cls(await create_pool(database_url, service, max_size=size), size)
+
+    async def blocking(self, ask: store.Ask) -> list[store.Blocking]:
+        """The listings blocking `ask`, asked together with the checks waiting at the same moment."""
+        return await self._batches.ask(ask)
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         conn = await self._idle.get()
@@ -86,6 +100,7 @@ class CheckConnections:
                 _drop(conn)
                 conn = None
                 conn = await self.pool.acquire()
+                await conn.execute(GENERIC_PLANS)
             rows: list[asyncpg.Record] = await conn.fetch(query, *args)
         except BaseException:
             _drop(conn)  # a query cut short leaves the protocol in an unknown state: never reuse it
@@ -104,6 +119,59 @@ class CheckConnections:
             await asyncio.wait_for(self.pool.close(), timeout)
         except TimeoutError:
             self.pool.terminate()
+
+
+class AskBatches:
+    """Asks waiting for a query, sent together as soon as one of `limit` query slots is free. A batch leaves on the
+    next turn of the event loop, not at once, so every check that arrived in the same turn joins it; no timer
+    holds a check back when the slots are free."""
+
+    def __init__(self, db: store.Fetcher, limit: int) -> None:
+        self.db = db
+        self.limit = limit
+        self.waiting: list[tuple[store.Ask, asyncio.Future[list[store.Blocking]]]] = []
+        self.running: set[asyncio.Task[None]] = set()
+        self.scheduled = False
+
+    async def ask(self, ask: store.Ask) -> list[store.Blocking]:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[store.Blocking]] = loop.create_future()
+        self.waiting.append((ask, answer))
+        self._schedule(loop)
+        return await answer
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.waiting and not self.scheduled and len(self.running) < self.limit:
+            self.scheduled = True
+            loop.call_soon(self._send)
+
+    def _send(self) -> None:
+        self.scheduled = False
+        while self.waiting and len(self.running) < self.limit:
+            batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+            task = asyncio.get_running_loop().create_task(self._query(batch))
+            self.running.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.running.discard(task)
+        self._schedule(task.get_loop())
+
+    async def _query(self, batch: list[tuple[store.Ask, asyncio.Future[list[store.Blocking]]]]) -> None:
+        try:
+            answers = await store.blocking_many(self.db, [ask for ask, _ in batch])
+        except asyncio.CancelledError:
+            for _, answer in batch:
+                answer.cancel()
+            raise
+        except Exception as exc:  # every check of the batch fails as its own query would have
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for (_, answer), found in zip(batch, answers, strict=True):
+            if not answer.done():  # a check given up meanwhile (its client left) wants no answer
+                answer.set_result(found)
 
 
 def _reusable(conn: Any) -> bool:
@@ -130,11 +198,11 @@ def codes_for(policy: ConsumerPolicy, request: CheckRequest) -> list[str]:
         raise CheckRefused("seat_class", f"{request.action} needs seat_class, one of {', '.join(action.by_seat_class)}") from None
 
 
-async def check(db: store.Fetcher, policy: ConsumerPolicy, hash_key: bytes, request: CheckRequest) -> dict[str, Any]:
+async def check(db: CheckConnections, policy: ConsumerPolicy, hash_key: bytes, request: CheckRequest) -> dict[str, Any]:
     codes = codes_for(policy, request)
     at = request.at or datetime.now(UTC)
-    subject_hash = id_hash(hash_key, request.subject.kind.value, request.subject.id)
-    found = await store.blocking(db, subject_hash, request.subject.kind.value, codes, at, request.region)
+    kind = request.subject.kind.value
+    found = await db.blocking(store.Ask(id_hash(hash_key, kind, request.subject.id), kind, tuple(codes), at, request.region))
     return {
         "allowed": not found,
         "action": request.action,

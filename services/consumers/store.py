@@ -142,28 +142,59 @@ class Blocking:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One check's question to the copy: which listings in force at `at` forbid any of `codes` to this subject, here."""
+
+    id_hash: str
+    kind: str
+    codes: tuple[str, ...]
+    at: datetime
+    region: str | None
+
+
+# Any number of checks in one statement, each row tagged with the position of the ask it answers. The lateral
+# subquery is the one-check query verbatim, so each ask gets exactly the rows it would get alone, in the same order.
+# Codes travel comma-joined (a text[][] must be rectangular); restriction codes are catalogue names without commas.
 BLOCKING = """
-SELECT listing_id, list, authority, restrictions, case_number, expires_at
-  FROM listings
- WHERE id_hash = $1 AND subject_kind = $2 AND restrictions && $3::text[]
-   AND effective_from <= $4 AND expires_at > $4
-   AND (scope = 'national' OR scope = $5)
- ORDER BY listing_id
+SELECT a.n, l.listing_id, l.list, l.authority, l.restrictions, l.case_number, l.expires_at
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+       WITH ORDINALITY AS a(id_hash, kind, codes, at, region, n)
+ CROSS JOIN LATERAL (
+       SELECT listing_id, list, authority, restrictions, case_number, expires_at
+         FROM listings
+        WHERE id_hash = a.id_hash AND subject_kind = a.kind AND restrictions && string_to_array(a.codes, ',')
+          AND effective_from <= a.at AND expires_at > a.at
+          AND (scope = 'national' OR scope = a.region)
+   ) AS l
+ ORDER BY a.n, l.listing_id
 """
+
+
+async def blocking_many(conn: Fetcher, asks: Sequence[Ask]) -> list[list[Blocking]]:
+    """The blocking listings of each ask, in the order asked, from one query."""
+    rows = await conn.fetch(
+        BLOCKING,
+        [a.id_hash for a in asks],
+        [a.kind for a in asks],
+        [",".join(a.codes) for a in asks],
+        [a.at for a in asks],
+        [a.region for a in asks],
+    )
+    answers: list[list[Blocking]] = [[] for _ in asks]
+    wanted = [frozenset(a.codes) for a in asks]
+    for r in rows:
+        n = r[0] - 1  # ordinality counts from 1
+        restrictions = sorted(wanted[n].intersection(r[4]))
+        answers[n].append(Blocking(r[1], r[2], r[3], restrictions, r[5], r[6]))
+    return answers
 
 
 async def blocking(
     conn: Fetcher, id_hash: str, kind: str, codes: Sequence[str], at: datetime, region: str | None
 ) -> list[Blocking]:
     """Listings in force at `at` that forbid any of `codes` to this subject, here."""
-    rows = await conn.fetch(BLOCKING, id_hash, kind, list(codes), at, region)
-    wanted = set(codes)
-    return [
-        Blocking(
-            r["listing_id"], r["list"], r["authority"], sorted(set(r["restrictions"]) & wanted), r["case_number"], r["expires_at"]
-        )
-        for r in rows
-    ]
+    return (await blocking_many(conn, [Ask(id_hash, kind, tuple(codes), at, region)]))[0]
 
 
 async def snapshot(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
