@@ -65,7 +65,7 @@ class RevokeRequest(Body):
     legal_basis: LegalBasisIn | None = None
 
 
-# A batch is written in one statement, all or nothing; the 64 KiB body limit usually binds first (~200 listings).
+# A batch is written in one statement, all or nothing; the batch route's body limit (app.py) fits this many.
 MAX_BATCH_LISTINGS = 500
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -78,14 +80,23 @@ def _with_terms(listing: Listing, terms: Terms, **changes: Any) -> Listing:
     )
 
 
-def _summary(listing: Listing) -> dict[str, Any]:
+def _summary_of(status: Status, terms: Terms) -> dict[str, Any]:
     return {
-        "status": listing.status.value,
-        "restrictions": [r.value for r in listing.restrictions],
-        "scope": listing.scope,
-        "effective_from": listing.effective_from.isoformat(),
-        "expires_at": listing.expires_at.isoformat(),
+        "status": status.value,
+        "restrictions": [r.value for r in terms.restrictions],
+        "scope": terms.scope,
+        "effective_from": terms.effective_from.isoformat(),
+        "expires_at": terms.expires_at.isoformat(),
     }
+
+
+def _summary(listing: Listing) -> dict[str, Any]:
+    return _summary_of(listing.status, Terms(listing.restrictions, listing.scope, listing.effective_from, listing.expires_at))
+
+
+def issued_history(terms: Terms) -> str:
+    """The history entry of a listing issued on these terms, as JSON."""
+    return json.dumps({"issued": _summary_of(Status.ACTIVE, terms)})
 
 
 def _diff(before: Listing, after: Listing) -> dict[str, Any]:
@@ -112,7 +123,11 @@ def plan_issue(publisher: Publisher, request: IssueRequest, now: datetime) -> Pl
     return Planned(request, terms, subjects)
 
 
-def _issued(publisher: Publisher, plan: Planned, numbers: list[int], actor: str, now: datetime) -> list[store.Change]:
+def _issued(
+    publisher: Publisher, plan: Planned, numbers: list[int], actor: str, now: datetime, histories: dict[Terms, str]
+) -> list[store.Change]:
+    """The changes one planned request writes. `histories` keeps each distinct terms' history entry: the items of
+    a batch mostly share their terms, and writing the same entry as JSON again for each cost more than a lookup."""
     request, terms = plan.request, plan.terms
     changes: list[store.Change] = []
     for (kind, raw_id, name), number in zip(plan.subjects, numbers, strict=True):
@@ -129,56 +144,182 @@ def _issued(publisher: Publisher, plan: Planned, numbers: list[int], actor: str,
             effective_from=terms.effective_from,
             expires_at=terms.expires_at,
         )
-        change: dict[str, Any] = {"issued": _summary(listing)}
         if changes:
-            change["legal_representative_of"] = changes[0].event.listing.listing_id
+            of = changes[0].event.listing.listing_id
+            history = json.dumps({"issued": _summary_of(Status.ACTIVE, terms), "legal_representative_of": of})
+        elif (history := histories.get(terms, "")) == "":
+            history = histories[terms] = issued_history(terms)
         stored = store.StoredListing(listing, raw_id.strip().upper(), name.strip(), 0)
-        changes.append(store.Change(stored, _event(EventType.ISSUED, listing, now), actor, change))
+        changes.append(store.Change(stored, _event(EventType.ISSUED, listing, now), actor, history))
     return changes
+
+
+@dataclass(frozen=True)
+class Issued:
+    """The listings one issue request wrote, as changes: the subject's first, then an organization's representative's."""
+
+    changes: list[store.Change]
+
+    @property
+    def listing(self) -> Listing:
+        return self.changes[0].event.listing
+
+    @property
+    def related(self) -> list[Listing]:
+        return [c.event.listing for c in self.changes[1:]]
 
 
 async def issue_planned(
     pool: asyncpg.Pool, publisher: Publisher, plans: Sequence[Planned], actor: str, now: datetime
-) -> list[list[ListingEvent]]:
-    """Write every planned issue at once, all or nothing: each listing, its history and its outbox record.
-    Returns the events written, per plan (an organization's listing first, then its representative's)."""
+) -> list[Issued]:
+    """Write every planned issue at once, all or nothing: each listing, its history and its outbox record."""
     async with pool.acquire() as conn:
-        numbers = iter(await store.next_numbers(conn, sum(len(p.subjects) for p in plans)))
-        per_plan = [_issued(publisher, p, [next(numbers) for _ in p.subjects], actor, now) for p in plans]
-        changes = [c for group in per_plan for c in group]
+        numbers = await store.next_numbers(conn, sum(len(p.subjects) for p in plans))
+        issued = build_issued(publisher, plans, numbers, actor, now)
         # One statement writes everything: atomic without a transaction block, and one round trip.
-        await store.save_all(conn, changes, topic=publisher.family.topic)
-    return [[c.event for c in group] for group in per_plan]
+        await store.save_all(conn, [c for i in issued for c in i.changes], topic=publisher.family.topic)
+    return issued
 
 
-def _created(events: list[ListingEvent]) -> tuple[Listing, list[Listing]]:
-    return events[0].listing, [e.listing for e in events[1:]]
+def build_issued(
+    publisher: Publisher, plans: Sequence[Planned], numbers: Sequence[int], actor: str, now: datetime
+) -> list[Issued]:
+    """The listings, events and history entries planned issues write, numbered in order (nothing is written here)."""
+    remaining = iter(numbers)
+    histories: dict[Terms, str] = {}
+    return [Issued(_issued(publisher, p, [next(remaining) for _ in p.subjects], actor, now, histories)) for p in plans]
 
 
 async def issue(
     pool: asyncpg.Pool, publisher: Publisher, request: IssueRequest, actor: str, now: datetime | None = None
-) -> tuple[Listing, list[Listing]]:
+) -> Issued:
     """Put a subject on a list; an organization's legal representative gets a listing of its own, same case."""
     now = now or utc_now()
-    [events] = await issue_planned(pool, publisher, [plan_issue(publisher, request, now)], actor, now)
-    for event in events:
-        _log_committed(event, actor)
-    return _created(events)
+    return await write_issue(pool, publisher, plan_issue(publisher, request, now), actor, now)
 
 
-async def issue_many(
-    pool: asyncpg.Pool, publisher: Publisher, requests: Sequence[IssueRequest], actor: str, now: datetime | None = None
-) -> list[tuple[Listing, list[Listing]]]:
-    """Issue a batch, all or nothing; a rule violation names the item: field `listings.<index>.<field>`."""
-    now = now or utc_now()
+async def write_issue(pool: asyncpg.Pool, publisher: Publisher, plan: Planned, actor: str, now: datetime) -> Issued:
+    """Write one request that passed the rules (plan_issue), and log each listing committed."""
+    [issued] = await issue_planned(pool, publisher, [plan], actor, now)
+    _log_issued(issued, actor)
+    return issued
+
+
+def _log_issued(issued: Issued, actor: str) -> None:
+    for change in issued.changes:
+        _log_committed(change.event, actor)
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    plan: Planned
+    actor: str
+    now: datetime
+    done: asyncio.Future[Issued]
+
+
+# Group writes in flight at once: one statement stalled in PostgreSQL must not hold every request back, and the
+# pool (10 connections) keeps room for the relay and the other routes.
+GROUP_WRITES = 3
+
+
+class IssueWriter:
+    """Writes the single issue requests that arrive while writes are in flight together, in one statement (a group
+    commit): concurrent POSTs share its round trips, its commit and the relay's wake-up, and each still gets its
+    own listings, its own history entry and its own answer. A group that fails is written again one request at a
+    time, so that a request fails only for a fault of its own, as it would have alone."""
+
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
+        self.pool = pool
+        self.publisher = publisher
+        self._waiting: list[_Waiting] = []
+        self._writing = 0  # flushers running; counted down in the same step as their last look at _waiting
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def write(self, plan: Planned, actor: str, now: datetime) -> Issued:
+        """Write one request that passed the rules; returns once it is committed. Logs each listing committed."""
+        waiting = _Waiting(plan, actor, now, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        if self._writing < GROUP_WRITES:
+            self._writing += 1
+            task = asyncio.create_task(self._flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        issued = await waiting.done
+        _log_issued(issued, actor)
+        return issued
+
+    async def _flush(self) -> None:
+        group: list[_Waiting] = []
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                await self._write_group(group)
+        except BaseException as exc:  # cancelled at shutdown: no request may wait for an answer forever
+            for waiting in [*group, *self._waiting]:
+                _settle(waiting, exc)
+            raise
+        finally:
+            self._writing -= 1
+
+    async def _write_group(self, group: list[_Waiting]) -> None:
+        try:
+            written = await self._write(group)
+        except Exception as exc:
+            if len(group) == 1:
+                _settle(group[0], exc)
+                return
+            for waiting in group:
+                await self._write_group([waiting])
+            return
+        for waiting, issued in zip(group, written, strict=True):
+            _settle(waiting, issued)
+
+    async def _write(self, group: list[_Waiting]) -> list[Issued]:
+        async with self.pool.acquire() as conn:
+            numbers = iter(await store.next_numbers(conn, sum(len(w.plan.subjects) for w in group)))
+            written = [
+                build_issued(self.publisher, [w.plan], [next(numbers) for _ in w.plan.subjects], w.actor, w.now)[0] for w in group
+            ]
+            # One statement for the group: all of it or none of it, like one request's write.
+            await store.save_all(conn, [c for issued in written for c in issued.changes], topic=self.publisher.family.topic)
+        return written
+
+
+def _settle(waiting: _Waiting, outcome: Issued | BaseException) -> None:
+    if waiting.done.done():  # the request was cancelled (its client left); what was written stays written
+        return
+    if isinstance(outcome, BaseException):
+        waiting.done.set_exception(outcome)
+    else:
+        waiting.done.set_result(outcome)
+
+
+def plan_many(publisher: Publisher, requests: Sequence[IssueRequest], now: datetime) -> list[Planned]:
+    """Apply the rules to every item of a batch; a violation names the item: field `listings.<index>.<field>`."""
     plans = []
     for index, request in enumerate(requests):
         try:
             plans.append(plan_issue(publisher, request, now))
         except RuleViolation as exc:
             raise RuleViolation(f"listings.{index}.{exc.field}", exc.message) from exc
+    return plans
+
+
+async def issue_many(
+    pool: asyncpg.Pool, publisher: Publisher, requests: Sequence[IssueRequest], actor: str, now: datetime | None = None
+) -> list[Issued]:
+    """Issue a batch, all or nothing; a rule violation names the item: field `listings.<index>.<field>`."""
+    now = now or utc_now()
+    return await write_many(pool, publisher, plan_many(publisher, requests, now), actor, now)
+
+
+async def write_many(
+    pool: asyncpg.Pool, publisher: Publisher, plans: Sequence[Planned], actor: str, now: datetime
+) -> list[Issued]:
+    """Write a batch that passed the rules (plan_many), all or nothing, and log it in one line."""
     written = await issue_planned(pool, publisher, plans, actor, now)
-    events = [e for group in written for e in group]
+    events = [c.event for issued in written for c in issued.changes]
     # One line for the batch, naming every listing and event: a line per listing cost more than writing it.
     log.info(
         "%d listing.issued committed with their outbox records (batch)",
@@ -189,7 +330,7 @@ async def issue_many(
             "actor": actor,
         },
     )
-    return [_created(group) for group in written]
+    return written
 
 
 async def _change(
