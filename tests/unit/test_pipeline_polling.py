@@ -1,0 +1,185 @@
+"""The consumer's fetch loop and pipeline: no pause after an empty poll, group commit, offsets never ahead of the copy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from faststream.kafka.subscriber.usecase import BatchSubscriber
+
+from services.consumers import pipeline
+from services.consumers.app import BATCH_RECORDS, POLL_MS, build_broker
+from services.consumers.copy import CopyKeeper, Prepared
+from services.consumers.pipeline import Pipeline
+from services.consumers.registry import POLICIES
+from services.kit.settings import Settings
+
+TOPIC = "court.listings.v1"
+AIRLINE = POLICIES["airline"]
+
+
+def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(TOPIC, partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+
+
+class PollingConsumer:
+    """Stands in for aiokafka's consumer: hands out queued polls, records the offsets committed and the seeks."""
+
+    def __init__(self, polls: Sequence[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]] = ()) -> None:
+        self.polls = list(polls)
+        self.requests: list[tuple[int, int | None]] = []
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        self.requests.append((timeout_ms, max_records))
+        return self.polls.pop(0) if self.polls else {}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+class ListKeeper(CopyKeeper):
+    """A copy keeper without a database: it admits every record and keeps each transaction's offsets, in order.
+    While `held` is clear, a transaction stays open (as a slow database would keep it)."""
+
+    def __init__(self, fail_on: int | None = None) -> None:  # no pool, keyring or producer: nothing reaches them
+        self.applied: list[list[int]] = []
+        self.fail_on = fail_on
+        self.failures = 0
+        self.open = asyncio.Event()  # set while a transaction is open
+        self.held = asyncio.Event()
+        self.held.set()
+        self.done = asyncio.Event()  # set as each transaction ends, committed or failed
+
+    async def prepare(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Prepared:
+        return Prepared(records=len(records), batch=records)
+
+    async def apply(self, prepared: Prepared) -> Any:
+        self.open.set()
+        await self.held.wait()
+        self.open.clear()
+        self.done.set()
+        offsets = [r.offset for r in prepared.batch]
+        if self.fail_on in offsets:
+            self.failures += 1
+            raise ConnectionError("database away")
+        self.applied.append(offsets)
+
+    async def until(self, applied: int = 0, failures: int = 0) -> None:
+        while len(self.applied) < applied or self.failures < failures:
+            self.done.clear()
+            await asyncio.wait_for(self.done.wait(), timeout=10)
+
+
+def subscriber_of(keeper: CopyKeeper | None = None) -> BatchSubscriber:
+    broker = build_broker(AIRLINE, Settings.from_env(service=AIRLINE.name), lambda: keeper)
+    (subscriber,) = broker.subscribers
+    assert isinstance(subscriber, BatchSubscriber)
+    return subscriber
+
+
+async def test_empty_poll_returns_at_once_instead_of_sleeping(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"the fetch loop paused {seconds}s after an empty poll")
+
+    monkeypatch.setattr(anyio, "sleep", no_sleep)  # what FastStream's own batch poll sleeps with
+    consumer = PollingConsumer()
+    assert await subscriber_of().get_msg(consumer) == ()
+    assert consumer.requests == [(POLL_MS, BATCH_RECORDS)]
+
+
+async def test_poll_hands_over_every_partitions_records_in_fetch_order() -> None:
+    fetched = {TopicPartition(TOPIC, 0): [record(0, 5), record(0, 6)], TopicPartition(TOPIC, 3): [record(3, 1)]}
+    got = await subscriber_of().get_msg(PollingConsumer([fetched]))
+    assert [(r.partition, r.offset) for r in got] == [(0, 5), (0, 6), (3, 1)]
+
+
+async def test_batches_fetched_during_a_transaction_go_into_the_next_one_in_fetch_order() -> None:
+    keeper, consumer = ListKeeper(), PollingConsumer()
+    batches = Pipeline(AIRLINE.name, lambda: keeper)
+    keeper.held.clear()
+    await handled(batches, consumer, [record(0, 0), record(1, 0)])
+    await asyncio.wait_for(keeper.open.wait(), timeout=10)  # the first transaction is running
+    await handled(batches, consumer, [record(0, 1), record(0, 2)])
+    await handled(batches, consumer, [record(1, 1), record(0, 3)])
+    assert keeper.applied == [] and consumer.commits == []  # nothing committed while the transaction is open
+    keeper.held.set()
+    await asyncio.wait_for(batches.close(), timeout=10)
+    assert keeper.applied == [[0, 0], [1, 2, 1, 3]]
+    assert latest_commit(consumer) == {TopicPartition(TOPIC, 0): 4, TopicPartition(TOPIC, 1): 2}
+
+
+async def test_a_full_queue_holds_the_fetch_loop_until_the_transaction_takes_it() -> None:
+    keeper, consumer = ListKeeper(), PollingConsumer()
+    batches = Pipeline(AIRLINE.name, lambda: keeper, group_records=4)
+    keeper.held.clear()
+    await handled(batches, consumer, [record(0, 0)])
+    await asyncio.wait_for(keeper.open.wait(), timeout=10)
+    await handled(batches, consumer, [record(0, 1), record(0, 2), record(0, 3)])  # queued: 3 of 4
+    third = asyncio.create_task(handled(batches, consumer, [record(0, 4), record(0, 5)]))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not third.done()  # 3 + 2 records would not fit: no further fetch while the database is behind
+    keeper.held.set()
+    await asyncio.wait_for(third, timeout=10)
+    await asyncio.wait_for(batches.close(), timeout=10)
+    assert keeper.applied == [[0], [1, 2, 3], [4, 5]]
+
+
+async def test_offsets_of_transactions_within_a_spacing_go_out_as_one_commit_at_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipeline, "COMMIT_SPACING_SECONDS", 60.0)  # the whole test runs inside one spacing
+    keeper, consumer = ListKeeper(), PollingConsumer()
+    batches = Pipeline(AIRLINE.name, lambda: keeper)
+    for n, start in enumerate(range(0, 12, 3), start=1):
+        await handled(batches, consumer, [record(0, start + k) for k in range(3)] + [record(2, start)])
+        await keeper.until(applied=n)
+    await asyncio.wait_for(batches.close(), timeout=10)  # flush() cuts the spacing short
+    assert keeper.applied == [[0, 1, 2, 0], [3, 4, 5, 3], [6, 7, 8, 6], [9, 10, 11, 9]]
+    p0, p2 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 2)
+    assert consumer.commits == [{p0: 3, p2: 1}, {p0: 12, p2: 10}]
+
+
+async def test_failed_transaction_rewinds_with_the_batches_queued_behind_it_and_commits_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipeline, "RETRY_SECONDS", 0.0)
+    keeper, consumer = ListKeeper(fail_on=3), PollingConsumer()
+    batches = Pipeline(AIRLINE.name, lambda: keeper)
+    await handled(batches, consumer, [record(0, 0), record(0, 1), record(0, 2)])
+    await keeper.until(applied=1)
+    keeper.held.clear()
+    await handled(batches, consumer, [record(0, 3), record(1, 7)])  # its transaction fails
+    await asyncio.wait_for(keeper.open.wait(), timeout=10)
+    await handled(batches, consumer, [record(0, 4), record(1, 8), record(2, 5)])  # queued behind it
+    keeper.held.set()
+    await keeper.until(failures=1)
+    await handled(batches, consumer, [record(0, 5)])  # fetched before the rewind: sent back, not applied
+    await asyncio.wait_for(batches.close(), timeout=10)
+    assert keeper.applied == [[0, 1, 2]]
+    assert latest_commit(consumer) == {TopicPartition(TOPIC, 0): 3}
+    rewound = dict(consumer.seeks)
+    assert rewound == {TopicPartition(TOPIC, 0): 3, TopicPartition(TOPIC, 1): 7, TopicPartition(TOPIC, 2): 5}
+
+
+def latest_commit(consumer: PollingConsumer) -> dict[TopicPartition, int]:
+    out: dict[TopicPartition, int] = {}
+    for commit in consumer.commits:
+        for tp, offset in commit.items():
+            assert offset >= out.get(tp, 0), "a commit moved an offset back"
+            out[tp] = offset
+    return out
+
+
+async def handled(batches: Pipeline, consumer: PollingConsumer, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    """The fetch loop handing a batch over; a loop stuck behind the database fails the test instead of hanging it."""
+    await asyncio.wait_for(batches.handle(consumer, records), timeout=10)
