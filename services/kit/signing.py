@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from schemas.catalogue import AUTHORITY_ID, authority_matches
 from schemas.events import Header
 
+T = TypeVar("T")
 SIGNATURE_CONTEXT = b"blacklist-sync.v1.batch:"
 HASH_SIZE = 32
 
@@ -207,6 +209,25 @@ class SignedRecord:
     headers: list[tuple[str, bytes]]
 
 
+# A partition's share of a turn signed on its own from this many records: its consumer then meets the batch side by
+# side and judges it as one tree (Keyring.verify_batch), at the price of one more Ed25519 check. Smaller shares
+# (a turn of a few records spread over the partitions) are signed together: one check, and short audit paths.
+PARTITION_BATCH_FROM = 64
+
+
+def signed_batches(items: Sequence[T], partition: Callable[[T], object]) -> list[list[T]]:
+    """How a publisher splits one authority's records of a turn into signed batches: one batch per partition that
+    gets PARTITION_BATCH_FROM of them or more, the rest together as one; each batch in the order given."""
+    shares: dict[object, list[T]] = {}
+    for item in items:
+        shares.setdefault(partition(item), []).append(item)
+    large = [share for share in shares.values() if len(share) >= PARTITION_BATCH_FROM]
+    if len(large) == len(shares):
+        return large
+    alone = {id(item) for share in large for item in share}
+    return [*large, [item for item in items if id(item) not in alone]]
+
+
 def sign_records(
     key: SigningKey,
     authority: str,
@@ -215,15 +236,13 @@ def sign_records(
     partition: Callable[[bytes], int] | None = None,
 ) -> list[SignedRecord]:
     """Sign (listing_id, value) pairs as the outbox relay does (benchmarks and the ops rehearsal build their records
-    with it): in turns of `batch`, and within a turn one signed batch per partition the key goes to, if
-    `partition` is given (the relay's way), else one per turn."""
+    with it): in turns of `batch`, each turn split by `signed_batches` if `partition` is given (the relay's way),
+    else signed whole."""
     records = []
     for start in range(0, len(pairs), batch):
         turn = pairs[start : start + batch]
-        groups: dict[int, list[tuple[str, bytes]]] = {}
-        for pair in turn:
-            groups.setdefault(partition(pair[0].encode()) if partition else 0, []).append(pair)
-        for chunk in groups.values():
+        chunks = signed_batches(turn, lambda pair: partition(pair[0].encode())) if partition else [list(turn)]
+        for chunk in chunks:
             values = [v for _, v in chunk]
             event_types = [json.loads(v)["event_type"] for v in values]
             for (listing_id, value), headers in zip(chunk, record_headers(key, authority, values, event_types), strict=True):

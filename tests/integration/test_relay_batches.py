@@ -13,6 +13,7 @@ import pytest_asyncio
 from aiokafka.admin import NewTopic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from services.kit import signing
 from services.kit.intake import headers_of
 from services.kit.signing import Keyring, SigningKey, TrustedKey, record_headers
 from services.publishers.partitioner import partition_of
@@ -51,13 +52,13 @@ def outbox(topic: str) -> list[OutboxRecord]:
     return records
 
 
-async def read_all(infra: Infra, topic: str) -> list[tuple[int, int, str, bytes, dict[str, bytes]]]:
+async def read_all(infra: Infra, topic: str, expected: int = RECORDS) -> list[tuple[int, int, str, bytes, dict[str, bytes]]]:
     consumer = kafka_clients.consumer(infra.bootstrap_servers, topic, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     seen: list[tuple[int, int, str, bytes, dict[str, bytes]]] = []
     deadline = time.monotonic() + READ_TIMEOUT_S
     try:
-        while len(seen) < RECORDS and time.monotonic() < deadline:
+        while len(seen) < expected and time.monotonic() < deadline:
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 for m in batch:
                     assert m.key is not None and m.value is not None
@@ -92,13 +93,13 @@ async def test_batched_send_puts_every_record_on_its_keys_partition_in_outbox_or
     assert {json.loads(value)["listing_id"] for _, _, _, value, _ in seen} == {r.key for r in records}
 
 
-async def test_relay_signs_one_batch_per_partition_and_authority_which_a_partition_reader_verifies_in_index_order(
-    infra: Infra, topic: str
-) -> None:
+async def test_relay_signs_a_large_share_of_each_partition_alone_and_small_shares_together(infra: Infra, topic: str) -> None:
     key = SigningKey("relay-test", Ed25519PrivateKey.generate())
+    other = "court.relay-other"  # 1 record in 32: a few in each partition, signed together across partitions
+    authorities = [other if i % 32 == 0 else AUTHORITY for i in range(960)]
     records = [
-        OutboxRecord(r.id, r.topic, r.key, r.value, "court.relay-other" if r.id % 3 == 0 else AUTHORITY, r.event_type)
-        for r in outbox(topic)
+        OutboxRecord(i, topic, f"{AUTHORITY}:2026-{i:06d}", json.dumps({"n": i}).encode(), authority, "listing.issued")
+        for i, authority in enumerate(authorities)
     ]
     producer = kafka_clients.producer(infra.bootstrap_servers, enable_idempotence=True, acks="all")
     await producer.start()
@@ -108,16 +109,19 @@ async def test_relay_signs_one_batch_per_partition_and_authority_which_a_partiti
     finally:
         await producer.stop()
 
-    seen = await read_all(infra, topic)
-    assert len(seen) == RECORDS, f"read {len(seen)} of {RECORDS} records"
+    seen = await read_all(infra, topic, len(records))
+    assert len(seen) == len(records), f"read {len(seen)} of {len(records)} records"
     keyring = Keyring([TrustedKey(key.key_id, ("court.*",), key.private_key.public_key())])
+    small = [h for _, _, _, _, h in seen if h["x-authority"] == other.encode()]
+    assert len({h["x-signature"] for h in small}) == 1, "the small shares are one signed batch"
+    assert sorted(int(h["x-merkle-index"]) for h in small) == list(range(30))
     for partition in range(PARTITIONS):
         held = [(value, headers) for p, _, _, value, headers in sorted(seen) if p == partition]
-        for authority in (AUTHORITY, "court.relay-other"):
-            signed = [h for _, h in held if h["x-authority"] == authority.encode()]
-            assert len({h["x-signature"] for h in signed}) == 1, f"partition {partition}: not one batch for {authority}"
-            assert [int(h["x-merkle-index"]) for h in signed] == list(range(len(signed)))
-            assert {int(h["x-merkle-size"]) for h in signed} == {len(signed)}
+        large = [h for _, h in held if h["x-authority"] == AUTHORITY.encode()]
+        assert len(large) >= signing.PARTITION_BATCH_FROM, "each partition's share of the large authority is large"
+        assert len({h["x-signature"] for h in large}) == 1, f"partition {partition}: its share is not one batch"
+        assert [int(h["x-merkle-index"]) for h in large] == list(range(len(large))), "side by side, in index order"
+        assert {int(h["x-merkle-size"]) for h in large} == {len(large)}
         before = keyring.verifications
-        assert set(keyring.verify_batch(held)) == {AUTHORITY, "court.relay-other"}
-        assert keyring.verifications - before == 2, "each of the partition's two batches verified once, as one tree"
+        assert set(keyring.verify_batch(held)) == {AUTHORITY, other}
+        assert keyring.verifications - before <= 2, "the partition's share verified as one tree, the small batch once"
