@@ -10,6 +10,7 @@ are those of the rate actually reached."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ class WrkResult:
     latency_ms: dict[str, float]  # "50", "75", "90", "99" -> ms
     non_2xx: int
     socket_errors: int
+    connections: int = CONNECTIONS
 
     @property
     def ok_rate(self) -> float:
@@ -51,7 +53,7 @@ class WrkResult:
             "non_2xx": self.non_2xx,
             "socket_errors": self.socket_errors,
             "threads": THREADS,
-            "connections": CONNECTIONS,
+            "connections": self.connections,
         }
 
 
@@ -82,10 +84,12 @@ def parse(output: str) -> WrkResult:
     )
 
 
-async def run(url: str, seconds: float, script: str | None = None, script_args: Sequence[str] = ()) -> WrkResult:
+async def run(
+    url: str, seconds: float, script: str | None = None, script_args: Sequence[str] = (), connections: int = CONNECTIONS
+) -> WrkResult:
     """wrk against `url` for `seconds` (whole seconds, at least 1), optionally driven by a Lua script."""
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as folder:
-        command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]
+        command = ["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]
         if script is not None:
             path = Path(folder) / "load.lua"
             path.write_text(script)
@@ -100,4 +104,4 @@ async def run(url: str, seconds: float, script: str | None = None, script_args: 
             raise TimeoutError(f"wrk against {url} did not finish within {seconds + 60:.0f}s") from None
     if process.returncode != 0:
         raise RuntimeError(f"wrk exited {process.returncode}: {output.decode(errors='replace').strip()[-300:]}")
-    return parse(output.decode(errors="replace"))
+    return dataclasses.replace(parse(output.decode(errors="replace")), connections=connections)
