@@ -107,12 +107,12 @@ class JsonFastPath:
         if handler is None or not _declares_json(scope):
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:  # the client left, or the body size limit has already answered 413
             return
         answer = await handler(body)
         if answer is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         await answer(scope, receive, send)
 
@@ -125,7 +125,8 @@ def _declares_json(scope: Scope) -> bool:
     return False
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None if the client left before sending it."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -136,9 +137,9 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
     """A receive channel that gives the body already read once, then whatever the client sends next."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def replayed() -> Message:
         return pending.pop() if pending else await receive()

@@ -18,6 +18,7 @@ import asyncpg
 from aiokafka import ConsumerRecord, TopicPartition
 
 from schemas.catalogue import schema_name
+from services.consumers import store
 from services.consumers.copy import CopyKeeper, Prepared
 from services.kit.dlq import dead_letter
 from services.kit.kafka import idempotent_producer
@@ -37,21 +38,7 @@ BULK_READER = {"max_partition_fetch_bytes": 8 << 20, "fetch_max_bytes": 64 << 20
 BULK_RECORDS = 5000
 ARRIVAL_BITS = 40  # arrival = loader << 40 | records that loader staged before: unique, and ordered within a loader
 
-STAGED = (
-    "listing_id",
-    "version",
-    "list",
-    "authority",
-    "subject_kind",
-    "id_hash",
-    "id_masked",
-    "restrictions",
-    "scope",
-    "case_number",
-    "effective_from",
-    "expires_at",
-    "arrival",
-)
+STAGED = (*store.COLUMNS, "arrival")  # the copy's columns, then the order the loaders read them in
 
 
 # --- the bulk load: loaders, each over its own partitions, into the shadow table ---

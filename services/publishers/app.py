@@ -19,12 +19,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from schemas.catalogue import FAMILIES, authority_matches
 from services.kit import logs, metrics
 from services.kit.db import create_pool, reachable
-from services.kit.http import BodySizeLimit, install_common, unprocessable
+from services.kit.http import BodySizeLimit, install_common, read_body, replay, unprocessable
 from services.kit.settings import Settings
 from services.kit.signing import SigningKey
 from services.publishers import service, store
@@ -309,12 +309,12 @@ class IssueFastPath:
         if handler is None or token is None:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:  # the client left, or the body size limit has already answered 413
             return
         answer = await handler(token, body)
         if answer is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         await answer(scope, receive, send)
 
@@ -332,22 +332,3 @@ def _plain_json_bearer(scope: Scope) -> str | None:
     return token
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive channel that gives the body already read once, then whatever the client sends next."""
-    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def replayed() -> Message:
-        return pending.pop() if pending else await receive()
-
-    return replayed
