@@ -80,23 +80,17 @@ COPY_FROM_ROWS = 256  # below this, one statement with arrays costs less than th
 
 
 def _values(change: Change) -> tuple[object, ...]:
+    """The row as COLUMNS lists them (a marker: only its listing and version), restrictions comma-joined."""
     r = change.row
     if r is None:
-        return (change.listing_id, change.version, None, None, None, None, None, None, None, None, None, None)
-    return (
-        change.listing_id,
-        change.version,
-        r.list,
-        r.authority,
-        r.subject_kind,
-        r.id_hash,
-        r.id_masked,
-        ",".join(r.restrictions),
-        r.scope,
-        r.case_number,
-        r.effective_from,
-        r.expires_at,
-    )
+        return (change.listing_id, change.version, *_NO_DATA)
+    return (change.listing_id, change.version, *r[2:7], ",".join(r.restrictions), *r[8:])
+
+
+# A copy row's fields are the COLUMNS, in order: rows are built from it by position.
+if CopyRow._fields != COLUMNS:  # pragma: no cover - a changed CopyRow must change COLUMNS and the SQL with it
+    raise ImportError(f"CopyRow fields {CopyRow._fields} differ from the apply columns {COLUMNS}")
+_NO_DATA = (None,) * (len(COLUMNS) - 2)
 
 
 async def apply_batch(conn: asyncpg.Connection, changes: Sequence[Change]) -> int:

@@ -235,24 +235,8 @@ class Stager:
             r = change.row
             if r is None:
                 rows.append((change.listing_id, change.version, *(None,) * 10, arrival))
-                continue
-            rows.append(
-                (
-                    change.listing_id,
-                    change.version,
-                    r.list,
-                    r.authority,
-                    r.subject_kind,
-                    r.id_hash,
-                    r.id_masked,
-                    list(r.restrictions),
-                    r.scope,
-                    r.case_number,
-                    r.effective_from,
-                    r.expires_at,
-                    arrival,
-                )
-            )
+            else:  # the shadow table's restrictions are text[], so a list rather than the live stage's text
+                rows.append((change.listing_id, change.version, *r[2:7], list(r.restrictions), *r[8:], arrival))
         self.staged += len(rows)
         return rows
 
