@@ -37,26 +37,35 @@ BACKLOG_ROWS_PER_HTTP_SECOND = 10_000
 FILL_CHUNK = 1000
 DRAIN_POLL_S = 0.01
 
-# A valid, unique adult person per request: region digits and sequence from a counter, born 1980-01-01.
-SCRIPT = """
+# One listing's body for the n-th request of a run: a valid, unique adult person (region digits and sequence from a
+# counter, born 1980-01-01). Shared by the one-a-request and the batch scripts below.
+LISTING_LUA = """
 local counter = 0
 local base = 0
 local token = ""
+local function listing()
+  counter = counter + 1
+  local n = base + counter
+  local id = string.format("%06d19800101%03d%d", math.floor(n / 1000) % 1000000, n % 1000, n % 10)
+  return string.format('{"authority":"AUTHORITY","list":"court.dishonest_debtor",'
+    .. '"subject":{"kind":"person","id":"%s","name":"Bench Person"},'
+    .. '"legal_basis":{"case_number":"(2026) Bench %d"}}', id, n)
+end
+local function post(path, body)
+  return wrk.format("POST", path, {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, body)
+end
+""".replace("AUTHORITY", AUTHORITY)
+
+# wrk passes the token and a random base after `--`.
+SCRIPT = LISTING_LUA + """
 init = function(args)
   token = args[1]
   base = tonumber(args[2])
 end
 request = function()
-  counter = counter + 1
-  local n = base + counter
-  local id = string.format("%06d19800101%03d%d", math.floor(n / 1000) % 1000000, n % 1000, n % 10)
-  local body = string.format('{"authority":"AUTHORITY","list":"court.dishonest_debtor",'
-    .. '"subject":{"kind":"person","id":"%s","name":"Bench Person"},'
-    .. '"legal_basis":{"case_number":"(2026) Bench %d"}}', id, n)
-  return wrk.format("POST", "/v1/listings",
-    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, body)
+  return post("/v1/listings", listing())
 end
-""".replace("AUTHORITY", AUTHORITY)
+"""
 
 
 # Listings per POST /v1/listings/batch: the route's maximum (MAX_BATCH_LISTINGS), ~110 KB, inside its 256 KiB body
@@ -69,13 +78,10 @@ BATCH = MAX_BATCH_LISTINGS
 BATCH_CONCURRENCY = 2
 
 # Sent by wrk, like every other HTTP figure: a Python client parsing the 201 answers cost about 40 µs of CPU per
-# listing on the two cores the server runs on. Each request is BATCH listings shaped as SCRIPT's, unique persons
-# from a counter; wrk passes the token, a random base and BATCH after `--`.
-BATCH_SCRIPT = """
-local counter = 0
-local base = 0
+# listing on the two cores the server runs on. Each request is BATCH listings of LISTING_LUA's; wrk passes the
+# token, a random base and BATCH after `--`.
+BATCH_SCRIPT = LISTING_LUA + """
 local size = 1
-local token = ""
 init = function(args)
   token = args[1]
   base = tonumber(args[2])
@@ -84,18 +90,11 @@ end
 request = function()
   local items = {}
   for i = 1, size do
-    counter = counter + 1
-    local n = base + counter
-    local id = string.format("%06d19800101%03d%d", math.floor(n / 1000) % 1000000, n % 1000, n % 10)
-    items[i] = string.format('{"authority":"AUTHORITY","list":"court.dishonest_debtor",'
-      .. '"subject":{"kind":"person","id":"%s","name":"Bench Person"},'
-      .. '"legal_basis":{"case_number":"(2026) Batch %d"}}', id, n)
+    items[i] = listing()
   end
-  return wrk.format("POST", "/v1/listings/batch",
-    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token},
-    '{"listings":[' .. table.concat(items, ",") .. ']}')
+  return post("/v1/listings/batch", '{"listings":[' .. table.concat(items, ",") .. ']}')
 end
-""".replace("AUTHORITY", AUTHORITY)
+"""
 
 
 async def batch_load(court_url: str, token: str, seconds: float) -> wrk.WrkResult:
