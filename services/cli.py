@@ -22,6 +22,12 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number >= 1, not {text!r}")
+    return int(text)
+
+
 def cmd_up(_: argparse.Namespace) -> int:
     from services import localinfra
 
@@ -54,9 +60,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         import uvicorn
 
         spec = SERVICES[names[0]]
-        uvicorn.run(spec.app, host=args.host, port=spec.port, access_log=False)
+        uvicorn.run(spec.app, host=args.host, port=spec.port, access_log=False, workers=args.workers)
         return 0
-    running = runner.start(names, settings.home / "logs", ports={n: SERVICES[n].port + args.port_offset for n in names})
+    ports = {n: SERVICES[n].port + args.port_offset for n in names}
+    running = runner.start(names, settings.home / "logs", ports=ports, workers=args.workers)
     # Blocked (after the children start, who must keep SIGTERM) so that sigwait receives SIGINT/SIGTERM and
     # stops the children, instead of the default action ending this process and orphaning them.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -123,6 +130,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("services", nargs="+")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port-offset", type=int, default=0, help="add to every service's port (second instance)")
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="processes per service sharing its port; a consumer's workers split its partitions (one per core)",
+    )
     run.set_defaults(func=cmd_run)
     sub.add_parser("demo", help="the main job end to end on local infrastructure").set_defaults(func=cmd_demo)
     sign = sub.add_parser("sign", help="sign one event value on stdin; print its headers for kcat -H")

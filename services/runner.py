@@ -33,7 +33,9 @@ def start(
     log_dir: Path,
     env: Mapping[str, str] | None = None,
     ports: Mapping[str, int] | None = None,
+    workers: int = 1,
 ) -> list[RunningService]:
+    """Start each service as a uvicorn process (with `workers` > 1, a supervisor and that many workers)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     running = []
     for name in names:
@@ -56,6 +58,7 @@ def start(
                 "warning",
                 "--timeout-graceful-shutdown",
                 "10",
+                *(["--workers", str(workers)] if workers > 1 else []),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,

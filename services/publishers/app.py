@@ -330,5 +330,3 @@ def _plain_json_bearer(scope: Scope) -> str | None:
     if content_type != b"application/json" or scheme.lower() != "bearer" or not token:
         return None
     return token
-
-

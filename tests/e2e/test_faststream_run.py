@@ -39,21 +39,27 @@ CLEAN_EXIT = (0, -signal.SIGTERM)
 
 
 @asynccontextmanager
-async def faststream_run(infra: Infra, target: str, port: int, log: Path) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """`faststream run target` as a process of its own, ready on /readyz; killed on the way out if still alive."""
-    process = spawn(infra, target, port, log)
+async def faststream_run(
+    infra: Infra, target: str, port: int, log: Path, workers: int = 1
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """`faststream run target` as a process of its own, ready on /readyz; killed on the way out if still alive
+    (its whole session: with workers, the supervisor's children too)."""
+    process = spawn(infra, target, port, log, workers)
     try:
         await wait_ready(f"http://127.0.0.1:{port}", process, log)
         yield process
     finally:
         if process.poll() is None:
-            process.kill()
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
 
-def spawn(infra: Infra, target: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def spawn(infra: Infra, target: str, port: int, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:
     env = os.environ | infra.env()
     cmd = [sys.executable, "-m", "faststream", "run", target, "--host", "127.0.0.1", "--port", str(port)]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     with log.open("ab") as out:
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -148,5 +154,30 @@ async def test_sigterm_mid_load_exits_promptly_and_loses_no_listing(infra: Infra
         late = log.count("offset commit failed after apply")
         print(f"SIGTERM after {sent_at_sigterm}/{len(events)} events sent; exit in {took:.2f}s; {held_after_stop} rows;")
         print(f"applied batches whose offsets were not committed at shutdown: {late}")
+    finally:
+        await db.close()
+
+
+async def test_two_workers_split_the_partitions_and_build_the_copy_one_process_would(infra: Infra, tmp_path: Path) -> None:
+    """`--workers 2`: both processes join the consumer's group and apply into the one copy side by side, and the copy
+    ends as record-by-record application of the whole history gives (amends and revokes included)."""
+    authors = History.start(uuid.uuid4().hex[:10])
+    events = authors.mixed(2500)
+    # A consumer killed by an earlier test stays a member until its session times out: wait until none is left.
+    await kafka_probe.wait_group(infra.bootstrap_servers, "airline", lambda g: g.members == 0, 30)
+    db = await asyncpg.connect(infra.database_url)
+    try:
+        async with faststream_run(infra, AIRLINE, AIRLINE_PORT, tmp_path / "airline.log", workers=2) as supervisor:
+            both = lambda g: g.members == 2 and g.state == "Stable"  # noqa: E731
+            await kafka_probe.wait_group(infra.bootstrap_servers, "airline", both, 30)
+            await produce_in_chunks(infra, events, lambda _: None)
+            ends = await kafka_probe.end_offsets(infra.bootstrap_servers, TOPIC)
+            await kafka_probe.wait_committed(infra.bootstrap_servers, "airline", TOPIC, ends, 45)
+            assert (await kafka_probe.group_state(infra.bootstrap_servers, "airline")).members == 2, "a worker left"
+            assert supervisor.poll() is None, read_log(tmp_path / "airline.log")[-2000:]
+        diff = compare(
+            expected_copy(POLICIES["airline"], authors.newest.values()), await actual_copy(db, "airline", authors.authority)
+        )
+        assert not diff, f"airline copy differs with two workers: {diff.describe()}"
     finally:
         await db.close()
