@@ -99,9 +99,10 @@ class PromptBatchSubscriber(BatchSubscriber):
 
 
 def settle_heap() -> None:
-    """Collect once and freeze what start-up left (modules, app, clients): the collector's full passes walk every
-    tracked object, and over a service's start-up heap one took 0.1-0.2 s on a loaded 2-core machine, a stall of
-    every record in flight. Frozen objects are never walked again; later collections see only what came after."""
+    """Collect once and freeze what start-up left (modules, app, clients): a full collection walks every tracked
+    object, and in the latency bench's process (these modules and clients) the one that came mid-stream stalled
+    the pipeline 0.12-0.23 s on the shared 2-core machine, every record in flight with it. Frozen objects are never
+    walked again; later collections see only what was made after."""
     gc.collect()
     gc.freeze()
 
