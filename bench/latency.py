@@ -18,7 +18,7 @@ from typing import Any
 from bench.corpus import AUTHORITY, signed, stamp, unstamped
 from bench.harness import Figure, percentile, progress, use_service_event_loop
 from bench.workspace import POLICY, Workspace, raw_consumer
-from services.consumers.app import build_broker
+from services.consumers.app import build_broker, settle_heap
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
@@ -232,6 +232,7 @@ async def _stream(settings: Settings, workspace: Workspace, pace: Pace) -> tuple
     try:
         await broker.start()
         children.start(settings, workspace, pace)
+        settle_heap()  # as the consumer service does once started (create_app's lifespan)
         await _send_probe(settings, workspace)
         await _wait(children.reader_ready, "raw reader")
         await _wait(children.producer_ready, "paced producer")

@@ -99,11 +99,14 @@ class CopyKeeper:
     async def apply(self, prepared: Prepared) -> BatchOutcome:
         """One transaction for the batch (newest version per listing wins), then its dead letters.
 
-        The statement alone would be atomic too, but an explicit transaction is what a crash rolls back: in
-        autocommit, a statement the database is still executing when the consumer dies commits anyway."""
+        A small batch is one statement, committed on its own (autocommit): atomic as BEGIN ... COMMIT would make
+        it, at one round trip instead of three; a large one is staged and applied in a transaction of its own
+        (store.apply_batch). A statement the database is still running when the consumer dies commits anyway; its
+        offsets are not committed, so its records come again and the version check makes them no-ops, exactly as
+        after a death between COMMIT and the offset commit."""
         applied = 0
         if prepared.changes:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self.pool.acquire() as conn:
                 applied = await store.apply_batch(conn, prepared.changes)
         if prepared.rejected:
             # Only once the batch is committed: a batch retried while PostgreSQL is down, or lost to a crash
