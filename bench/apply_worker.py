@@ -20,7 +20,7 @@ from aiokafka import ConsumerRecord
 
 from bench.harness import use_service_event_loop
 from bench.workspace import POLICY, Workspace
-from services.consumers.app import build_broker
+from services.consumers.app import build_broker, settle_heap
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
@@ -68,6 +68,7 @@ async def work(out: TextIO) -> None:
     try:
         keeper._say("ready")
         if (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
+            settle_heap()  # as the service does at the end of its start-up
             await broker.start()
             await loop.run_in_executor(None, sys.stdin.read)  # until the bench closes our stdin
     finally:

@@ -89,7 +89,7 @@ async def probe_answers(url: str, authors: History, result: FaultResult, extra: 
 async def test_consumer_killed_inside_its_apply_transaction_restarts_to_the_exact_copy_applying_each_version_once(
     stack: Infra, processes: Processes, db: asyncpg.Connection, run: str, fault: list[FaultResult]
 ) -> None:
-    result = FaultResult("kill -9 consumer while its batch transaction is open, restart", events=0)
+    result = FaultResult("kill -9 consumer while its batch apply is held in PostgreSQL, restart", events=0)
     fault.append(result)
     authors = History.start(run)
     sent = await applied_backlog(stack, processes, authors)
@@ -112,7 +112,10 @@ async def test_consumer_killed_inside_its_apply_transaction_restarts_to_the_exac
     committed = await kafka_probe.committed(stack.bootstrap_servers, CONSUMER, TOPIC)
     copy_at_kill = await actual_copy(db, CONSUMER, authors.authority)
     versions = {(e.listing.listing_id, e.listing.version): e.listing for e in authors.events}
-    assert gated not in copy_at_kill, "the batch held open at the kill was committed anyway"
+    # A small batch's upsert is one autocommitted statement: held by the gate, it may still commit after the kill,
+    # leaving the copy ahead of the offsets (its redelivery is a no-op); a staged batch's transaction rolls back.
+    # Both are correct. What must hold: its offsets were not committed, nor any past what the copy holds.
+    held_committed = gated in copy_at_kill
     assert any(s.offset >= committed[s.partition] for s in sent if s.listing_id == gated), "the held batch was committed"
     ahead = offsets_ran_ahead(sent, committed, copy_at_kill, versions)
     assert not ahead, f"offsets committed past records the copy never applied: {ahead[:5]}"
@@ -137,7 +140,8 @@ async def test_consumer_killed_inside_its_apply_transaction_restarts_to_the_exac
     await probe_answers(again.url, authors, result, extra=[gated])
     result.survived = True
     result.notes = (
-        f"{len(copy_at_kill)} listings applied before the kill; held batch rolled back; "
+        f"{len(copy_at_kill)} listings applied before the kill; held batch "
+        f"{'committed by PostgreSQL after the kill' if held_committed else 'rolled back'}, its offsets not committed; "
         f"{applied_after} writes after restart = metric; {len(poisoned)} poison records dead-lettered once each"
     )
 
