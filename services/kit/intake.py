@@ -17,6 +17,8 @@ _EVENT_TYPE_HEADER = str(Header.EVENT_TYPE)
 _EVENT_TYPE_BYTES = {event_type: event_type.value.encode() for event_type in EventType}
 PUBLISHING_HELD = 4096  # (authority, list) pairs remembered; hostile records must not grow it without bound
 _publishing: dict[tuple[str, str], bool] = {}
+# `ListingEvent.model_validate_json` without its Python wrapper around the same core validator.
+_validate_json = ListingEvent.__pydantic_validator__.validate_json
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def admit(
     event: ListingEvent | None = None
     schema_error: Rejection | None = None
     try:
-        event = ListingEvent.model_validate_json(value, strict=True)
+        event = _validate_json(value, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":

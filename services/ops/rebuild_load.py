@@ -40,6 +40,7 @@ BULK_READER = {"max_partition_fetch_bytes": 8 << 20, "fetch_max_bytes": 64 << 20
 BULK_RECORDS = 5000
 # Young collections every 50,000 allocations rather than 700 (about 1,500 records rather than 25): see bulk_collection.
 BULK_GC_THRESHOLD = (50_000, 20, 10)
+SPARE_EXIT_S = 10.0
 ARRIVAL_BITS = 40  # arrival = loader << 40 | records that loader staged before: unique, and ordered within a loader
 
 STAGED = (*store.COLUMNS, "arrival")  # the copy's columns, then the order the loaders read them in
@@ -135,6 +136,7 @@ class Bulk:
     settings: Settings
     consumer: str
     known: list[str]
+    spares: Spares = field(default_factory=lambda: Spares())
 
     async def load(self, start: Mapping[TopicPartition, int], end: Mapping[TopicPartition, int]) -> Loaded:
         """Every partition from `start` to `end` into the shadow table, with a progress bar over all loaders."""
@@ -152,11 +154,15 @@ class Bulk:
             return update
 
         loaded = Loaded()
-        if len(shares) == 1:  # one loader runs here: no process to start
-            loaded.add(await load_share(self.settings, shares[0], progress(0)))
-        elif shares:
-            for result in await _in_processes(self.settings, shares, progress):
-                loaded.add(result)
+        try:
+            if len(shares) == 1:  # one loader runs here: no process to start
+                await self.spares.close()
+                loaded.add(await load_share(self.settings, shares[0], progress(0)))
+            elif shares:
+                for result in await _in_processes(self.settings, shares, progress, self.spares):
+                    loaded.add(result)
+        finally:
+            await self.spares.close()
         bar.finish()
         return loaded
 
@@ -277,36 +283,77 @@ class Stager:
 LOADER_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "AUTHORITY_KEYRING", "BLACKLIST_SYNC_HOME")
 
 
+def _loader_env(settings: Settings) -> dict[str, str]:
+    given = (settings.kafka_bootstrap_servers, settings.database_url, str(settings.keyring_path), str(settings.home))
+    return {**os.environ, **dict(zip(LOADER_ENV, given, strict=True))}
+
+
+@dataclass
+class Spares:
+    """Loader processes started before their shares are known, so that their start (the imports take most of a
+    second) overlaps the rebuild's own preparations; each waits for its share on stdin, one given none exits."""
+
+    processes: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, settings: Settings, count: int) -> Spares:
+        spares = cls()
+        env = _loader_env(settings)
+        try:
+            for _ in range(count):
+                spares.processes.append(await _start_loader(env))
+        except BaseException:
+            await spares.close()
+            raise
+        return spares
+
+    def take(self) -> asyncio.subprocess.Process | None:
+        return self.processes.pop() if self.processes else None
+
+    async def close(self) -> None:
+        """Those never given a share: end of stdin tells them to exit; killed if they do not."""
+        while self.processes:
+            process = self.processes.pop()
+            if process.stdin is not None and not process.stdin.is_closing():
+                process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), SPARE_EXIT_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+def spares_wanted() -> int:
+    """Processes a large rebuild would start: none when it would load in this process."""
+    most = worker_count(RECORDS_PER_WORKER * MAX_WORKERS)
+    return most if most > 1 else 0
+
+
+async def _start_loader(env: Mapping[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.ops.rebuild_load",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=dict(env),
+    )
+
+
 async def _in_processes(
-    settings: Settings, shares: Sequence[Share], progress: Callable[[int], Callable[[int], None]]
+    settings: Settings, shares: Sequence[Share], progress: Callable[[int], Callable[[int], None]], spares: Spares
 ) -> list[Loaded]:
-    """Start one process per share, follow their progress lines; the first failure stops them all."""
-    env = {
-        **os.environ,
-        **dict(
-            zip(
-                LOADER_ENV,
-                (settings.kafka_bootstrap_servers, settings.database_url, str(settings.keyring_path), str(settings.home)),
-                strict=True,
-            )
-        ),
-    }
+    """One process per share (a spare if one is left), following their progress lines; the first failure stops them all."""
+    env = _loader_env(settings)
     processes = []
     try:
         for share in shares:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "services.ops.rebuild_load",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                env=env,
-            )
+            process = spares.take() or await _start_loader(env)
+            processes.append(process)
             assert process.stdin is not None
             process.stdin.write(share.to_json().encode() + b"\n")
             await process.stdin.drain()
             process.stdin.close()
-            processes.append(process)
         return list(
             await asyncio.gather(
                 *(_follow(p, share.loader, progress(share.loader)) for p, share in zip(processes, shares, strict=True))
@@ -341,7 +388,10 @@ async def _follow(process: asyncio.subprocess.Process, loader: int, progress: Ca
 def _loader_main() -> int:
     """A loader process: its share on stdin, protocol lines on stdout (everything else it prints goes to stderr)."""
     out, sys.stdout = sys.stdout, sys.stderr
-    share = Share.from_json(sys.stdin.readline())
+    line = sys.stdin.readline()
+    if not line.strip():  # a spare process that was given no share
+        return 0
+    share = Share.from_json(line)
 
     def say(line: str) -> None:
         out.write(line + "\n")
