@@ -44,6 +44,7 @@ SPARE_EXIT_S = 10.0
 ARRIVAL_BITS = 40  # arrival = loader << 40 | records that loader staged before: unique, and ordered within a loader
 
 STAGED = (*store.COLUMNS, "arrival")  # the copy's columns, then the order the loaders read them in
+NO_DATA = (None,) * (len(store.COLUMNS) - 2)  # a version marker's columns after its listing and version
 
 
 # --- the bulk load: loaders, each over its own partitions, into the shadow table ---
@@ -265,15 +266,17 @@ class Stager:
         self.loaded.rejected += prepared.dead_lettered
 
     def _rows(self, prepared: Prepared) -> list[tuple[object, ...]]:
-        """COPY rows in the order the records were read, each tagged with its arrival (equal versions keep the first)."""
+        """COPY rows in the order the records were read, each tagged with its arrival (equal versions keep the first).
+
+        A copy row is already the COPY columns in order (store checks CopyRow against them), its restrictions a
+        tuple that COPY encodes as the text[] it is: the row is that tuple with the arrival added."""
         rows: list[tuple[object, ...]] = []
-        first = (self.loader << ARRIVAL_BITS) + self.staged
-        for arrival, change in enumerate(prepared.changes, start=first):
+        append = rows.append
+        arrival = (self.loader << ARRIVAL_BITS) + self.staged
+        for change in prepared.changes:
             r = change.row
-            if r is None:
-                rows.append((change.listing_id, change.version, *(None,) * 10, arrival))
-            else:  # the shadow table's restrictions are text[], so a list rather than the live stage's text
-                rows.append((change.listing_id, change.version, *r[2:7], list(r.restrictions), *r[8:], arrival))
+            append((change.listing_id, change.version, *NO_DATA, arrival) if r is None else (*r, arrival))
+            arrival += 1
         self.staged += len(rows)
         return rows
 
