@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -44,14 +45,12 @@ BULK_MEMORY = "256MB"  # the dedupe sorts every loaded row, and so do the index 
 # The shadow table's indexes (the primary key's included), dropped for the bulk load and built after it.
 INDEXES = """
 SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition, k.conname AS constraint_name,
-       k.contype::text AS constraint_type
+       pg_get_constraintdef(k.oid) AS constraint_definition
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid
  WHERE i.indrelid = $1::regclass
 """
 # A first version this consumer does not apply leaves nothing: no older record exists that a marker would have to stop.
 UNUSED = "DELETE FROM listings WHERE id_hash IS NULL AND version = 1"
-# The constraints an index of its own backs, added on that index once it is built.
-USING_INDEX = {"p": "PRIMARY KEY", "u": "UNIQUE"}
 # Newest version per listing; on equal versions the first read wins, as in CopyKeeper's apply.
 DEDUPE = """
 DELETE FROM listings t
@@ -119,7 +118,7 @@ async def rebuild(settings: Settings, consumer: str) -> RebuildReport:
             await migrate(control, consumer)
             await control.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')  # left by an interrupted rebuild
             await migrate(control, consumer, schema=shadow)
-            deferred = await Deferred.take(control, shadow, settings.database_url)
+            deferred = await Deferred.take(control, shadow)
             try:
                 report = await _build_and_swap(settings, consumer, control, deferred, started, spares)
             finally:
@@ -217,10 +216,9 @@ class Deferred:
 
     table: str
     indexes: list[asyncpg.Record]
-    dsn: str
 
     @classmethod
-    async def take(cls, control: asyncpg.Connection, shadow: str, dsn: str) -> Deferred:
+    async def take(cls, control: asyncpg.Connection, shadow: str) -> Deferred:
         """Drop the shadow table's indexes, add the column that orders loaded rows; both undone by `finish`."""
         table = f'"{shadow}".listings'
         indexes = list(await control.fetch(INDEXES, table))
@@ -231,69 +229,38 @@ class Deferred:
                 else:
                     await control.execute(f'DROP INDEX "{shadow}"."{index["name"]}"')
             await control.execute(f"ALTER TABLE {table} ADD COLUMN arrival bigint")
-        return cls(table, indexes, dsn)
+        return cls(table, indexes)
 
     async def finish(self, control: asyncpg.Connection) -> int:
-        """Keep the newest version per listing, build the indexes again; returns the rows removed.
-
-        The unique keys are built here while the other indexes build on a connection of their own: two sorts
-        at once, each PostgreSQL's own parallel build, keep both cores busy through each one's serial merge.
-        Not one transaction: nothing reads the shadow table before the swap, and a rebuild that stops half-way
-        drops it."""
-        await control.execute(f"SET maintenance_work_mem = '{BULK_MEMORY}'")
-        await control.execute(f"SET work_mem = '{BULK_MEMORY}'")
-        removed = _count(await control.execute(UNUSED.replace("FROM listings", f"FROM {self.table}")))
-        others = asyncio.ensure_future(self._build_others())
-        try:
-            removed += await self._unique_keys(control)
-        finally:
-            await others
+        """Keep the newest version per listing, build the indexes again; returns the rows removed."""
         async with control.transaction():
-            await self._constrain(control)
+            await control.execute(f"SET LOCAL work_mem = '{BULK_MEMORY}'")
+            await control.execute(f"SET LOCAL maintenance_work_mem = '{BULK_MEMORY}'")
+            removed = _count(await control.execute(UNUSED.replace("FROM listings", f"FROM {self.table}")))
+            removed += await self._primary_key(control)
             await control.execute(f"ALTER TABLE {self.table} DROP COLUMN arrival")
-        await control.execute("RESET maintenance_work_mem")
-        await control.execute("RESET work_mem")
+            for index in self.indexes:
+                if not index["constraint_name"]:
+                    await control.execute(index["definition"])
         return removed
 
-    @property
-    def _keys(self) -> list[asyncpg.Record]:
-        return [i for i in self.indexes if i["constraint_name"]]
-
-    async def _build_others(self) -> None:
-        others = [i for i in self.indexes if not i["constraint_name"]]
-        if not others:
-            return
-        conn = await asyncpg.connect(
-            self.dsn,
-            server_settings={"application_name": "blacklist-sync-ops", "maintenance_work_mem": BULK_MEMORY},
-        )
+    async def _primary_key(self, control: asyncpg.Connection) -> int:
+        """Build the unique keys; only where two versions of a listing were loaded are older ones removed first."""
+        keys = [i for i in self.indexes if i["constraint_name"]]
         try:
-            for index in others:
-                await conn.execute(index["definition"])
-        finally:
-            await conn.close()
-
-    async def _unique_keys(self, control: asyncpg.Connection) -> int:
-        """The unique keys' indexes; only where two versions of a listing were loaded are older ones removed first."""
-        try:
-            await self._build_keys(control)
+            async with control.transaction():  # a savepoint: a failed build leaves the loaded rows as they are
+                await self._add(control, keys)
             return 0  # one row per listing already, as a compacted topic usually gives: no sort for the dedupe
         except asyncpg.UniqueViolationError:
             pass
         removed = _count(await control.execute(DEDUPE.replace("FROM listings", f"FROM {self.table}")))
-        await self._build_keys(control)
+        await self._add(control, keys)
         return removed
 
-    async def _build_keys(self, control: asyncpg.Connection) -> None:
-        for key in self._keys:
-            await control.execute(key["definition"])  # each statement its own transaction: a failed one leaves nothing
-
-    async def _constrain(self, control: asyncpg.Connection) -> None:
-        """The unique keys' constraints, on the indexes just built."""
-        for key in self._keys:
+    async def _add(self, control: asyncpg.Connection, keys: Sequence[asyncpg.Record]) -> None:
+        for key in keys:
             await control.execute(
-                f'ALTER TABLE {self.table} ADD CONSTRAINT "{key["constraint_name"]}" '
-                f'{USING_INDEX[key["constraint_type"]]} USING INDEX "{key["name"]}"'
+                f'ALTER TABLE {self.table} ADD CONSTRAINT "{key["constraint_name"]}" {key["constraint_definition"]}'
             )
 
 

@@ -116,8 +116,8 @@ async def indexes_of(conn: asyncpg.Connection, schema: str) -> list[str]:
     return [r["indexdef"].replace(f"{schema}.", "") for r in rows]
 
 
-async def bulk_load(conn: asyncpg.Connection, schema: str, loaders: Sequence[Sequence[store.Change]], dsn: str) -> int:
-    deferred = await Deferred.take(conn, schema, dsn)
+async def bulk_load(conn: asyncpg.Connection, schema: str, loaders: Sequence[Sequence[store.Change]]) -> int:
+    deferred = await Deferred.take(conn, schema)
     await conn.execute(f'SET search_path TO "{schema}"')
     for number, changes in enumerate(loaders):
         stager = Stager(conn, number, letters=None, consumer="airline")  # type: ignore[arg-type]  # nothing is rejected
@@ -129,7 +129,7 @@ async def bulk_load(conn: asyncpg.Connection, schema: str, loaders: Sequence[Seq
 
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_bulk_load_keeps_what_applying_record_by_record_keeps(
-    schemas: tuple[asyncpg.Connection, str, str], infra: Infra, seed: int
+    schemas: tuple[asyncpg.Connection, str, str], seed: int
 ) -> None:
     conn, one_by_one, bulk = schemas
     changes = random_history(seed)
@@ -137,7 +137,7 @@ async def test_bulk_load_keeps_what_applying_record_by_record_keeps(
     for change in changes:
         await store.apply_batch(conn, [change])
 
-    removed = await bulk_load(conn, bulk, [changes], infra.database_url)
+    removed = await bulk_load(conn, bulk, [changes])
 
     expected = await rows_of(conn, one_by_one)
     assert await rows_of(conn, bulk) == expected
@@ -146,7 +146,7 @@ async def test_bulk_load_keeps_what_applying_record_by_record_keeps(
 
 
 async def test_bulk_load_of_listings_split_across_loaders_keeps_each_listings_newest_version(
-    schemas: tuple[asyncpg.Connection, str, str], infra: Infra
+    schemas: tuple[asyncpg.Connection, str, str],
 ) -> None:
     conn, one_by_one, bulk = schemas
     changes = random_history(99)
@@ -157,18 +157,18 @@ async def test_bulk_load_of_listings_split_across_loaders_keeps_each_listings_ne
     first = {c.listing_id for c in changes[::2]}
     shares = [[c for c in changes if c.listing_id in first], [c for c in changes if c.listing_id not in first]]
 
-    await bulk_load(conn, bulk, shares, infra.database_url)
+    await bulk_load(conn, bulk, shares)
 
     assert await rows_of(conn, bulk) == await rows_of(conn, one_by_one)
 
 
 async def test_bulk_load_of_one_record_per_listing_removes_nothing_and_has_its_primary_key(
-    schemas: tuple[asyncpg.Connection, str, str], infra: Infra
+    schemas: tuple[asyncpg.Connection, str, str],
 ) -> None:
     conn, _, bulk = schemas
     changes = [c for c in {c.listing_id: c for c in random_history(7) if c.row is not None}.values()]
 
-    removed = await bulk_load(conn, bulk, [changes], infra.database_url)
+    removed = await bulk_load(conn, bulk, [changes])
 
     assert removed == 0
     assert len(await rows_of(conn, bulk)) == len(changes)
