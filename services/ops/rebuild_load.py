@@ -137,7 +137,7 @@ class Bulk:
     settings: Settings
     consumer: str
     known: list[str]
-    spares: Spares = field(default_factory=lambda: Spares())
+    spares: Spares = field(default_factory=lambda: Spares())  # none started ahead; Spares is defined below
 
     async def load(self, start: Mapping[TopicPartition, int], end: Mapping[TopicPartition, int]) -> Loaded:
         """Every partition from `start` to `end` into the shadow table, with a progress bar over all loaders."""
