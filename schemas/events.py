@@ -98,7 +98,7 @@ class Listing(WireModel):
             raise ValueError("text fields must not contain NUL characters (PostgreSQL text cannot hold them)")
         if self.expires_at <= self.effective_from:
             raise ValueError("expires_at must be after effective_from")
-        if (self.status is Status.REVOKED) != (self.revocation is not None):
+        if (self.status is _REVOKED) != (self.revocation is not None):
             raise ValueError("a revoked listing carries a revocation, an active one does not")
         if len(set(self.restrictions)) != len(self.restrictions):
             raise ValueError("restrictions must not repeat")
@@ -129,13 +129,20 @@ class ListingEvent(WireModel):
 
     @model_validator(mode="after")
     def _type_matches_state(self) -> ListingEvent:
-        if self.event_type is EventType.REVOKED and self.listing.status is not Status.REVOKED:
+        event_type, listing = self.event_type, self.listing
+        if event_type is _REVOKED_EVENT and listing.status is not _REVOKED:
             raise ValueError("listing.revoked must carry a revoked listing")
-        if self.event_type is not EventType.REVOKED and self.listing.status is Status.REVOKED:
+        if event_type is not _REVOKED_EVENT and listing.status is _REVOKED:
             raise ValueError("a revoked listing travels only as listing.revoked")
-        if self.event_type is EventType.ISSUED and self.listing.version != 1:
+        if event_type is _ISSUED and listing.version != 1:
             raise ValueError("listing.issued carries version 1")
         return self
+
+
+# Members bound once for the validators below, which run for every record a consumer admits: reading a member off
+# its enum class costs more than the comparison it is read for.
+_REVOKED = Status.REVOKED
+_ISSUED, _REVOKED_EVENT = EventType.ISSUED, EventType.REVOKED
 
 
 class Header(StrEnum):

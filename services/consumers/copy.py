@@ -73,27 +73,30 @@ class CopyKeeper:
         headers = [headers_of(r.headers) for r in records]
         # Signatures first, a fetch at a time: a signed batch found whole in it is verified as one tree.
         signatures = self.keyring.verify_batch([(r.value or b"", h) for r, h in zip(records, headers, strict=True)])
+        # Bound once: the loop below runs for every record at replay speed.
+        keyring, project, change = self.keyring, self.policy.project, store.Change
+        changes, occurred, rejected = prepared.changes, prepared.occurred, prepared.rejected
         for n, (record, record_headers, signature) in enumerate(zip(records, headers, signatures, strict=True)):
             if n and not n % YIELD_EVERY:
                 # Let the event loop run: the previous batch's transaction goes on meanwhile (its statements are
                 # sent and PostgreSQL works while we verify), and so do checks served by this process.
                 await asyncio.sleep(0)
             try:
-                event = admit(record.key, record.value, record_headers, self.keyring, signature)
+                event = admit(record.key, record.value, record_headers, keyring, signature)
             except Rejection as rejection:
-                prepared.rejected.append((record, rejection))
+                rejected.append((record, rejection))
                 continue
             except Exception as exc:
                 log.exception("record %s/%s/%s could not be admitted", record.topic, record.partition, record.offset)
                 detail = f"could not be admitted: {type(exc).__name__}: {exc}"[:500]
-                prepared.rejected.append((record, Rejection(DlqReason.INVALID_SCHEMA, detail)))
+                rejected.append((record, Rejection(DlqReason.INVALID_SCHEMA, detail)))
                 continue
             listing = event.listing
-            row = self.policy.project(listing)
+            row = project(listing)
             if row is not None and row.expires_at < retained_after:
                 row = None  # replaying an old record must not bring back data the retention sweep removed
-            prepared.changes.append(store.Change(listing.listing_id, listing.version, row))
-            prepared.occurred.append(event.occurred_at)
+            changes.append(change(listing.listing_id, listing.version, row))
+            occurred.append(event.occurred_at)
         return prepared
 
     async def apply(self, prepared: Prepared) -> BatchOutcome:

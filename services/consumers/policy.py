@@ -9,7 +9,11 @@ from datetime import datetime
 from typing import NamedTuple
 
 from schemas.catalogue import NATIONAL, Restriction
-from schemas.events import Listing, Status
+from schemas.events import Listing, Status, SubjectKind
+
+PROJECTIONS_HELD = 4096  # distinct restriction tuples remembered; hostile records must not grow it without bound
+_ACTIVE = Status.ACTIVE
+_KIND = {kind: kind.value for kind in SubjectKind}  # the plain text of each kind, without an enum lookup per record
 
 
 @dataclass(frozen=True)
@@ -64,27 +68,44 @@ class ConsumerPolicy:
                 codes |= by_seat
         return frozenset(codes)
 
+    @functools.cached_property
+    def _projections(self) -> dict[tuple[Restriction, ...], tuple[str, ...]]:
+        return {}
+
+    def kept(self, restrictions: tuple[Restriction, ...]) -> tuple[str, ...]:
+        """The codes of `restrictions` this consumer checks, sorted; remembered per tuple, as few distinct ones occur."""
+        projections = self._projections
+        kept = projections.get(restrictions)
+        if kept is None:
+            kept = tuple(sorted(r.value for r in restrictions if r in self.relevant))
+            if len(projections) >= PROJECTIONS_HELD:
+                projections.clear()
+            projections[restrictions] = kept
+        return kept
+
     def operates_in(self, scope: str) -> bool:
         return scope == NATIONAL or self.regions is None or scope in self.regions
 
     def project(self, listing: Listing) -> CopyRow | None:
         """The row this consumer keeps for a listing, or None when it must keep only a version marker."""
-        if listing.status is not Status.ACTIVE or not self.operates_in(listing.scope):
+        if listing.status is not _ACTIVE or not self.operates_in(listing.scope):
             return None
-        kept = tuple(sorted(r.value for r in listing.restrictions if r in self.relevant))
+        kept = self.kept(listing.restrictions)
         if not kept:
             return None
+        subject = listing.subject
+        # Positional, in CopyRow's field order: this runs for every record a consumer admits.
         return CopyRow(
-            listing_id=listing.listing_id,
-            version=listing.version,
-            list=listing.list,
-            authority=listing.authority,
-            subject_kind=listing.subject.kind.value,
-            id_hash=listing.subject.id_hash,
-            id_masked=listing.subject.id_masked,
-            restrictions=kept,
-            scope=listing.scope,
-            case_number=listing.legal_basis.case_number,
-            effective_from=listing.effective_from,
-            expires_at=listing.expires_at,
+            listing.listing_id,
+            listing.version,
+            listing.list,
+            listing.authority,
+            _KIND[subject.kind],
+            subject.id_hash,
+            subject.id_masked,
+            kept,
+            listing.scope,
+            listing.legal_basis.case_number,
+            listing.effective_from,
+            listing.expires_at,
         )

@@ -8,10 +8,17 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from schemas.catalogue import may_publish
-from schemas.events import DlqReason, Header, ListingEvent
+from schemas.events import DlqReason, EventType, Header, ListingEvent
 from services.kit.signing import Keyring, VerificationError
 
 MAX_VALUE_BYTES = 256 * 1024
+# Looked up once here rather than on the enums for every record admitted.
+_EVENT_TYPE_HEADER = str(Header.EVENT_TYPE)
+_EVENT_TYPE_BYTES = {event_type: event_type.value.encode() for event_type in EventType}
+PUBLISHING_HELD = 4096  # (authority, list) pairs remembered; hostile records must not grow it without bound
+_publishing: dict[tuple[str, str], bool] = {}
+# `ListingEvent.model_validate_json` without its Python wrapper around the same core validator.
+_validate_json = ListingEvent.__pydantic_validator__.validate_json
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ def admit(
     event: ListingEvent | None = None
     schema_error: Rejection | None = None
     try:
-        event = ListingEvent.model_validate_json(value, strict=True)
+        event = _validate_json(value, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
@@ -71,12 +78,22 @@ def admit(
         raise Rejection(
             DlqReason.UNAUTHORIZED_AUTHORITY, f"body authority {listing.authority} differs from x-authority {signed_for}"
         )
-    if not may_publish(listing.authority, listing.list):
+    if not _may_publish(listing.authority, listing.list):
         raise Rejection(DlqReason.UNAUTHORIZED_AUTHORITY, f"{listing.authority} may not publish {listing.list}")
     record_key = (key or b"").decode("utf-8", errors="replace")
     if record_key != listing.listing_id:
         raise Rejection(DlqReason.KEY_MISMATCH, f"record key {record_key!r} is not listing_id {listing.listing_id!r}")
-    event_type = headers.get(Header.EVENT_TYPE)
-    if event_type is not None and event_type != event.event_type.value.encode():
+    event_type = headers.get(_EVENT_TYPE_HEADER)
+    if event_type is not None and event_type != _EVENT_TYPE_BYTES[event.event_type]:
         raise Rejection(DlqReason.INVALID_SCHEMA, "event-type header differs from event_type")
     return event
+
+
+def _may_publish(authority: str, list_id: str) -> bool:
+    """`may_publish`, remembered: a pure function of two texts, asked for every record with few distinct pairs."""
+    allowed = _publishing.get((authority, list_id))
+    if allowed is None:
+        if len(_publishing) >= PUBLISHING_HELD:
+            _publishing.clear()
+        allowed = _publishing[(authority, list_id)] = may_publish(authority, list_id)
+    return allowed

@@ -15,6 +15,7 @@ PostgreSQL re-resolves the name of a cached statement's table once it has been r
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from services.kit.settings import Settings
 from services.kit.signing import Keyring
 from services.ops.dlq import KnownLetters, read_letters
 from services.ops.offsets import BoundedRead, Handle, partitions_of
-from services.ops.rebuild_load import Bulk
+from services.ops.rebuild_load import Bulk, Spares, spares_wanted
 from services.ops.replay import Tally, forget_group, temporary_group
 from services.ops.runtime import OpsError, policy_of, reader, schema_pool
 
@@ -106,46 +107,51 @@ async def rebuild(settings: Settings, consumer: str) -> RebuildReport:
     policy_of(consumer)
     shadow = f"{schema_name(consumer)}_rebuild"
     started = time.monotonic()
-    # One connection holds the "one rebuild per consumer" lock, prepares the shadow and performs the swap.
-    control = await asyncpg.connect(settings.database_url, server_settings={"application_name": "blacklist-sync-ops"})
+    # The loader processes start now: their imports overlap the preparations below.
+    spares = await Spares.start(settings, spares_wanted())
     try:
-        if not await control.fetchval("SELECT pg_try_advisory_lock($1)", advisory_key(shadow)):
-            raise OpsError(f"another rebuild of {consumer} is running")
-        await migrate(control, consumer)
-        await control.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')  # left by an interrupted rebuild
-        await migrate(control, consumer, schema=shadow)
-        deferred = await Deferred.take(control, shadow)
+        # One connection holds the "one rebuild per consumer" lock, prepares the shadow and performs the swap.
+        control = await asyncpg.connect(settings.database_url, server_settings={"application_name": "blacklist-sync-ops"})
         try:
-            report = await _build_and_swap(settings, consumer, control, deferred, started)
+            if not await control.fetchval("SELECT pg_try_advisory_lock($1)", advisory_key(shadow)):
+                raise OpsError(f"another rebuild of {consumer} is running")
+            await migrate(control, consumer)
+            await control.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')  # left by an interrupted rebuild
+            await migrate(control, consumer, schema=shadow)
+            deferred = await Deferred.take(control, shadow)
+            try:
+                report = await _build_and_swap(settings, consumer, control, deferred, started, spares)
+            finally:
+                await control.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')
         finally:
-            await control.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')
+            await control.close()  # also releases the advisory lock
     finally:
-        await control.close()  # also releases the advisory lock
+        await spares.close()
     return report
 
 
 async def _build_and_swap(
-    settings: Settings, consumer: str, control: asyncpg.Connection, deferred: Deferred, started: float
+    settings: Settings, consumer: str, control: asyncpg.Connection, deferred: Deferred, started: float, spares: Spares
 ) -> RebuildReport:
     keyring = Keyring.load(settings.keyring_path)
-    known = {letter.source for letter in await read_letters(settings, consumer)}
     pool = await schema_pool(settings, f"{schema_name(consumer)}_rebuild")
     producer = idempotent_producer(settings)
     group = temporary_group(consumer, "rebuild")
     kafka = reader(settings, group_id=group)
     # End offsets come from a client of their own: on the reading client they would queue behind a long-poll fetch.
     probe = reader(settings)
-    tally, letters = Tally(), KnownLetters(producer, known)
+    tally = Tally()
     laps = Laps(started)
     try:
-        await producer.start()
-        await kafka.start()
-        await probe.start()
+        # The clients start and the dead letters are read at once: each waits mostly on Kafka's answers.
+        dead, *_ = await asyncio.gather(read_letters(settings, consumer), producer.start(), kafka.start(), probe.start())
+        known = {letter.source for letter in dead}
+        letters = KnownLetters(producer, known)
         handle = tally.into(CopyKeeper(policy_of(consumer), pool, keyring, letters))
         partitions = await partitions_of(kafka, LISTING_TOPICS)
         read = BoundedRead(kafka, dict(await kafka.beginning_offsets(partitions)), commit=True)
         ends = EndOffsets(probe, partitions)
-        bulk = Bulk(settings, consumer, sorted(known))
+        bulk = Bulk(settings, consumer, sorted(known), spares)
         laps.lap("start")
         await _fill(bulk, control, deferred, read, ends, handle, tally, letters, laps)
         # The consumer's own retention, so that the new copy holds no more personal data than the live one.

@@ -8,10 +8,12 @@ overrides the count."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import asyncpg
@@ -36,9 +38,13 @@ RECORDS_PER_WORKER = 50_000
 # Large fetches: a loader reads whole partitions, and the per-request overhead of small ones dominates.
 BULK_READER = {"max_partition_fetch_bytes": 8 << 20, "fetch_max_bytes": 64 << 20, "max_poll_records": 5000}
 BULK_RECORDS = 5000
+# Young collections every 50,000 allocations rather than 700 (about 1,500 records rather than 25): see bulk_collection.
+BULK_GC_THRESHOLD = (50_000, 20, 10)
+SPARE_EXIT_S = 10.0
 ARRIVAL_BITS = 40  # arrival = loader << 40 | records that loader staged before: unique, and ordered within a loader
 
 STAGED = (*store.COLUMNS, "arrival")  # the copy's columns, then the order the loaders read them in
+NO_DATA = (None,) * (len(store.COLUMNS) - 2)  # a version marker's columns after its listing and version
 
 
 # --- the bulk load: loaders, each over its own partitions, into the shadow table ---
@@ -131,6 +137,7 @@ class Bulk:
     settings: Settings
     consumer: str
     known: list[str]
+    spares: Spares = field(default_factory=lambda: Spares())  # none started ahead; Spares is defined below
 
     async def load(self, start: Mapping[TopicPartition, int], end: Mapping[TopicPartition, int]) -> Loaded:
         """Every partition from `start` to `end` into the shadow table, with a progress bar over all loaders."""
@@ -148,23 +155,54 @@ class Bulk:
             return update
 
         loaded = Loaded()
-        if len(shares) == 1:  # one loader runs here: no process to start
-            loaded.add(await load_share(self.settings, shares[0], progress(0)))
-        elif shares:
-            for result in await _in_processes(self.settings, shares, progress):
-                loaded.add(result)
+        try:
+            if len(shares) == 1:  # one loader runs here: no process to start
+                await self.spares.close()
+                loaded.add(await load_share(self.settings, shares[0], progress(0)))
+            elif shares:
+                for result in await _in_processes(self.settings, shares, progress, self.spares):
+                    loaded.add(result)
+        finally:
+            await self.spares.close()
         bar.finish()
         return loaded
+
+
+@contextlib.contextmanager
+def bulk_collection() -> Iterator[None]:
+    """The cyclic garbage collector tuned for a bulk load, restored after it.
+
+    A loader allocates some thirty container objects per record (the event's models, the headers, the rows), nearly
+    all freed by reference counting within the batch; with the default threshold a young collection runs every few
+    dozen records and every tenth one walks the batch in flight. What exists before the load (modules, keyring,
+    clients) is frozen out of the collector's walks; cycles are still collected, only less often."""
+    saved = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*BULK_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+        gc.unfreeze()
 
 
 async def load_share(settings: Settings, share: Share, progress: Callable[[int], None]) -> Loaded:
     """Read a share's partitions, admit every record, COPY the changes into the shadow table, dead-letter the rest.
 
     It commits no offsets (it has no group): a load is never resumed, an interrupted rebuild starts from nothing."""
+    with bulk_collection():
+        return await _load_share(settings, share, progress)
+
+
+async def _load_share(settings: Settings, share: Share, progress: Callable[[int], None]) -> Loaded:
     policy = policy_of(share.consumer)
     shadow = f"{schema_name(share.consumer)}_rebuild"
     conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": shadow, "application_name": "blacklist-sync-ops"}
+        settings.database_url,
+        # No flush to disk per COPY: the shadow table is durable once the swap commits, as that commit flushes the
+        # write-ahead log up to it, loaded rows included; a crash before it leaves a shadow that is dropped anyway.
+        server_settings={"search_path": shadow, "application_name": "blacklist-sync-ops", "synchronous_commit": "off"},
     )
     producer = idempotent_producer(settings)
     kafka = reader(settings, None, **BULK_READER)
@@ -228,15 +266,17 @@ class Stager:
         self.loaded.rejected += prepared.dead_lettered
 
     def _rows(self, prepared: Prepared) -> list[tuple[object, ...]]:
-        """COPY rows in the order the records were read, each tagged with its arrival (equal versions keep the first)."""
+        """COPY rows in the order the records were read, each tagged with its arrival (equal versions keep the first).
+
+        A copy row is already the COPY columns in order (store checks CopyRow against them), its restrictions a
+        tuple that COPY encodes as the text[] it is: the row is that tuple with the arrival added."""
         rows: list[tuple[object, ...]] = []
-        first = (self.loader << ARRIVAL_BITS) + self.staged
-        for arrival, change in enumerate(prepared.changes, start=first):
+        append = rows.append
+        arrival = (self.loader << ARRIVAL_BITS) + self.staged
+        for change in prepared.changes:
             r = change.row
-            if r is None:
-                rows.append((change.listing_id, change.version, *(None,) * 10, arrival))
-            else:  # the shadow table's restrictions are text[], so a list rather than the live stage's text
-                rows.append((change.listing_id, change.version, *r[2:7], list(r.restrictions), *r[8:], arrival))
+            append((change.listing_id, change.version, *NO_DATA, arrival) if r is None else (*r, arrival))
+            arrival += 1
         self.staged += len(rows)
         return rows
 
@@ -246,36 +286,77 @@ class Stager:
 LOADER_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "AUTHORITY_KEYRING", "BLACKLIST_SYNC_HOME")
 
 
+def _loader_env(settings: Settings) -> dict[str, str]:
+    given = (settings.kafka_bootstrap_servers, settings.database_url, str(settings.keyring_path), str(settings.home))
+    return {**os.environ, **dict(zip(LOADER_ENV, given, strict=True))}
+
+
+@dataclass
+class Spares:
+    """Loader processes started before their shares are known, so that their start (the imports take most of a
+    second) overlaps the rebuild's own preparations; each waits for its share on stdin, one given none exits."""
+
+    processes: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, settings: Settings, count: int) -> Spares:
+        spares = cls()
+        env = _loader_env(settings)
+        try:
+            for _ in range(count):
+                spares.processes.append(await _start_loader(env))
+        except BaseException:
+            await spares.close()
+            raise
+        return spares
+
+    def take(self) -> asyncio.subprocess.Process | None:
+        return self.processes.pop() if self.processes else None
+
+    async def close(self) -> None:
+        """Those never given a share: end of stdin tells them to exit; killed if they do not."""
+        while self.processes:
+            process = self.processes.pop()
+            if process.stdin is not None and not process.stdin.is_closing():
+                process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), SPARE_EXIT_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+def spares_wanted() -> int:
+    """Processes a large rebuild would start: none when it would load in this process."""
+    most = worker_count(RECORDS_PER_WORKER * MAX_WORKERS)
+    return most if most > 1 else 0
+
+
+async def _start_loader(env: Mapping[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.ops.rebuild_load",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=dict(env),
+    )
+
+
 async def _in_processes(
-    settings: Settings, shares: Sequence[Share], progress: Callable[[int], Callable[[int], None]]
+    settings: Settings, shares: Sequence[Share], progress: Callable[[int], Callable[[int], None]], spares: Spares
 ) -> list[Loaded]:
-    """Start one process per share, follow their progress lines; the first failure stops them all."""
-    env = {
-        **os.environ,
-        **dict(
-            zip(
-                LOADER_ENV,
-                (settings.kafka_bootstrap_servers, settings.database_url, str(settings.keyring_path), str(settings.home)),
-                strict=True,
-            )
-        ),
-    }
+    """One process per share (a spare if one is left), following their progress lines; the first failure stops them all."""
+    env = _loader_env(settings)
     processes = []
     try:
         for share in shares:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "services.ops.rebuild_load",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                env=env,
-            )
+            process = spares.take() or await _start_loader(env)
+            processes.append(process)
             assert process.stdin is not None
             process.stdin.write(share.to_json().encode() + b"\n")
             await process.stdin.drain()
             process.stdin.close()
-            processes.append(process)
         return list(
             await asyncio.gather(
                 *(_follow(p, share.loader, progress(share.loader)) for p, share in zip(processes, shares, strict=True))
@@ -310,7 +391,10 @@ async def _follow(process: asyncio.subprocess.Process, loader: int, progress: Ca
 def _loader_main() -> int:
     """A loader process: its share on stdin, protocol lines on stdout (everything else it prints goes to stderr)."""
     out, sys.stdout = sys.stdout, sys.stderr
-    share = Share.from_json(sys.stdin.readline())
+    line = sys.stdin.readline()
+    if not line.strip():  # a spare process that was given no share
+        return 0
+    share = Share.from_json(line)
 
     def say(line: str) -> None:
         out.write(line + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -197,3 +198,27 @@ def test_action_a_consumer_does_not_handle_is_refused_naming_action(policy: Cons
 
     assert caught.value.field == "action"
     assert action in caught.value.message
+
+
+def test_projection_remembered_per_restriction_tuple_equals_the_projection_worked_out(
+    contract_event: dict[str, Any],
+) -> None:
+    codes = [Restriction.FLIGHT, Restriction.RAIL, Restriction.RAIL_PREMIUM, Restriction.LUXURY_GOODS]
+    tuples = [tuple(codes[i:j]) for i in range(len(codes)) for j in range(i + 1, len(codes) + 1)]
+    for restrictions in [*tuples, *tuples]:  # the second round is answered from what the first remembered
+        for policy in (AIRLINE, TICKETING, LUXURY_RETAIL, ADMISSIONS):
+            worked_out = tuple(sorted(r.value for r in restrictions if r in policy.relevant))
+
+            assert policy.kept(restrictions) == worked_out
+            row = policy.project(listing(copy.deepcopy(contract_event), restrictions=[r.value for r in restrictions]))
+            assert (row.restrictions if row else ()) == worked_out
+
+
+def test_remembered_projections_stay_bounded_whatever_the_records_carry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("services.consumers.policy.PROJECTIONS_HELD", 3)
+    policy = ConsumerPolicy("bounded", 1, AIRLINE.actions)
+    codes = list(Restriction)
+
+    for n in range(1, len(codes)):
+        assert policy.kept((codes[n], codes[0])) == (("FLIGHT",) if Restriction.FLIGHT in (codes[n], codes[0]) else ())
+        assert len(policy._projections) <= 3

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import pytest
 from aiokafka import TopicPartition
 
-from services.ops.rebuild_load import Loaded, Share, Span, split, worker_count
+from services.kit.settings import Settings
+from services.ops.rebuild_load import (
+    BULK_GC_THRESHOLD,
+    Loaded,
+    Share,
+    Span,
+    Spares,
+    bulk_collection,
+    spares_wanted,
+    split,
+    worker_count,
+)
 from services.ops.runtime import OpsError
 
 
@@ -63,3 +77,51 @@ def test_share_and_result_survive_the_trip_through_a_loader_process() -> None:
 
     assert Share.from_json(share.to_json()) == share
     assert Loaded.from_json(loaded.to_json()) == loaded
+
+
+def test_the_collector_is_tuned_for_the_load_and_restored_after_it() -> None:
+    before = gc.get_threshold()
+
+    with bulk_collection():
+        assert gc.get_threshold() == BULK_GC_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_the_collector_is_restored_when_the_load_fails() -> None:
+    before = gc.get_threshold()
+
+    with pytest.raises(RuntimeError), bulk_collection():
+        raise RuntimeError("loader failed")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_processes_started_ahead_are_as_many_as_a_large_rebuild_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REBUILD_WORKERS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert spares_wanted() == 2
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert spares_wanted() == 0  # one loader runs in the rebuild's own process
+    monkeypatch.setenv("REBUILD_WORKERS", "3")
+    assert spares_wanted() == 3
+    monkeypatch.setenv("REBUILD_WORKERS", "two")
+    with pytest.raises(OpsError, match="REBUILD_WORKERS must be a whole number"):
+        spares_wanted()
+
+
+async def test_a_process_started_ahead_and_given_no_share_exits_cleanly() -> None:
+    settings = Settings.from_env()
+    spares = await Spares.start(settings, 2)
+    processes = list(spares.processes)
+    assert len(processes) == 2
+
+    taken = spares.take()
+    assert taken is not None
+    await asyncio.wait_for(spares.close(), timeout=60)  # the one left is told there is nothing for it
+
+    assert spares.take() is None
+    assert processes[0].returncode == 0  # take() hands out the last started; the first was left
+    taken.kill()
+    await taken.wait()
