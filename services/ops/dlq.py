@@ -96,7 +96,7 @@ class Letter:
 def _readable_event(value: bytes | None) -> dict[str, Any]:
     try:
         parsed = json.loads(value or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # a deeply nested letter is unreadable, not fatal
         return {}
     return parsed if isinstance(parsed, dict) else {}
 
@@ -125,8 +125,9 @@ async def read_letters(settings: Settings, consumer: str) -> list[Letter]:
     try:
         partitions = await partitions_of(kafka, [dlq_topic(consumer)])
         read = BoundedRead(kafka, await start_offsets(kafka, partitions, None))
-        await read.begin()
+        # Before assigning: once assigned, the request would wait behind the first long-poll fetch.
         ends = await kafka.end_offsets(partitions)
+        await read.begin()
         letters: list[Letter] = []
 
         async def keep(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
