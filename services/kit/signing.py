@@ -20,6 +20,13 @@ from schemas.events import Header
 T = TypeVar("T")
 SIGNATURE_CONTEXT = b"blacklist-sync.v1.batch:"
 HASH_SIZE = 32
+# Plain strings for the header reads done for every record: an enum member read off its class costs a descriptor call.
+_AUTHORITY = Header.AUTHORITY.value
+_KEY_ID = Header.KEY_ID.value
+_MERKLE_INDEX = Header.MERKLE_INDEX.value
+_MERKLE_PATH = Header.MERKLE_PATH.value
+_MERKLE_SIZE = Header.MERKLE_SIZE.value
+_SIGNATURE = Header.SIGNATURE.value
 
 
 def leaf_hash(value: bytes) -> bytes:
@@ -308,10 +315,10 @@ class Keyring:
         decides alike whatever it has cached (the memo of that computation is exact: see RootMemo); the Ed25519
         check is cached per (key id, signature, root)."""
         shared = (
-            headers.get(Header.KEY_ID),
-            headers.get(Header.AUTHORITY),
-            headers.get(Header.SIGNATURE),
-            headers.get(Header.MERKLE_SIZE),
+            headers.get(_KEY_ID),
+            headers.get(_AUTHORITY),
+            headers.get(_SIGNATURE),
+            headers.get(_MERKLE_SIZE),
         )
         batch = self._batches.get(shared)
         if batch is None:  # what every record of one signed batch shares is checked once per batch
@@ -322,8 +329,8 @@ class Keyring:
         key, authority, size = batch
         key_id, signature_text = key.key_id, shared[2]
         try:
-            index = int(_text(headers, Header.MERKLE_INDEX))
-            path_bytes = base64.b64decode(headers.get(Header.MERKLE_PATH, b""), validate=True)
+            index = int(_text(headers, _MERKLE_INDEX))
+            path_bytes = base64.b64decode(headers.get(_MERKLE_PATH, b""), validate=True)
             if signature_text is None:
                 raise ValueError("header x-signature is missing")
         except (ValueError, TypeError) as exc:
@@ -343,15 +350,15 @@ class Keyring:
 
     def _batch_headers(self, headers: Mapping[str, bytes]) -> tuple[TrustedKey, str, int]:
         """The key, authority and size a record's headers name, checked in `verify`'s order of errors."""
-        key_id = _text(headers, Header.KEY_ID)
-        authority = _text(headers, Header.AUTHORITY)
+        key_id = _text(headers, _KEY_ID)
+        authority = _text(headers, _AUTHORITY)
         key = self._keys.get(key_id)
         if key is None:
             raise VerificationError("unknown_key", f"key id {key_id!r} is not in the keyring")
         if not self._covers(key, authority):
             raise VerificationError("unauthorized_authority", f"key {key_id} does not cover authority {authority!r}")
         try:
-            size = int(_text(headers, Header.MERKLE_SIZE))
+            size = int(_text(headers, _MERKLE_SIZE))
         except (ValueError, TypeError) as exc:
             raise VerificationError("bad_signature", f"malformed signature headers: {exc}") from exc
         return key, authority, size
@@ -383,13 +390,13 @@ class Keyring:
         when they cannot be judged together (unreadable or repeated indexes, or a tree that does not verify)."""
         first = records[members[0]][1]
         try:
-            size = int(_text(first, Header.MERKLE_SIZE))
-            key = self._keys.get(_text(first, Header.KEY_ID))
-            authority = _text(first, Header.AUTHORITY)
-            by_index = {int(_text(records[m][1], Header.MERKLE_INDEX)): m for m in members}
+            size = int(_text(first, _MERKLE_SIZE))
+            key = self._keys.get(_text(first, _KEY_ID))
+            authority = _text(first, _AUTHORITY)
+            by_index = {int(_text(records[m][1], _MERKLE_INDEX)): m for m in members}
         except (VerificationError, ValueError):
             return {}
-        signature = first.get(Header.SIGNATURE)
+        signature = first.get(_SIGNATURE)
         if key is None or signature is None or not 0 < size <= 1 << 20 or not self._covers(key, authority):
             return {}
         if len(by_index) != len(members) or min(by_index) < 0 or max(by_index) >= size:
@@ -411,7 +418,7 @@ class Keyring:
         accepted = {}
         for index, path in tree.paths().items():
             position = by_index[index]
-            if records[position][1].get(Header.MERKLE_PATH) == base64.b64encode(path):
+            if records[position][1].get(_MERKLE_PATH) == base64.b64encode(path):
                 accepted[position] = authority
         return accepted
 
@@ -512,7 +519,7 @@ class PartialTree:
 
 def _decoded_path(headers: Mapping[str, bytes]) -> bytes | None:
     try:
-        return base64.b64decode(headers.get(Header.MERKLE_PATH, b""), validate=True)
+        return base64.b64decode(headers.get(_MERKLE_PATH, b""), validate=True)
     except ValueError:
         return None
 
@@ -522,10 +529,10 @@ def _signed_batches(records: Sequence[tuple[bytes, Mapping[str, bytes]]]) -> dic
     groups: dict[tuple[bytes | None, ...], list[int]] = {}
     for position, (_, headers) in enumerate(records):
         shared = (
-            headers.get(Header.KEY_ID),
-            headers.get(Header.AUTHORITY),
-            headers.get(Header.SIGNATURE),
-            headers.get(Header.MERKLE_SIZE),
+            headers.get(_KEY_ID),
+            headers.get(_AUTHORITY),
+            headers.get(_SIGNATURE),
+            headers.get(_MERKLE_SIZE),
         )
         groups.setdefault(shared, []).append(position)
     return groups
