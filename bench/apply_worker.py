@@ -20,8 +20,9 @@ from aiokafka import ConsumerRecord
 
 from bench.harness import use_service_event_loop
 from bench.workspace import POLICY, Workspace
-from services.consumers.app import build_broker, settle_heap
+from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
+from services.kit.heap import settle_heap
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
 from services.kit.signing import Keyring
@@ -38,7 +39,7 @@ class ReportingKeeper(CopyKeeper):
     async def prepare(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Prepared:
         if not self.started:
             self.started = True
-            self._say(f"first {time.monotonic()}")
+            self.say(f"first {time.monotonic()}")
         return await super().prepare(records)
 
     async def apply(self, prepared: Prepared) -> BatchOutcome:
@@ -46,10 +47,10 @@ class ReportingKeeper(CopyKeeper):
         ends: dict[int, int] = {}
         for r in prepared.batch:
             ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
-        self._say(f"applied {time.monotonic()} {json.dumps(ends)}")
+        self.say(f"applied {time.monotonic()} {json.dumps(ends)}")
         return outcome
 
-    def _say(self, line: str) -> None:
+    def say(self, line: str) -> None:
         self.out.write(line + "\n")
         self.out.flush()
 
@@ -66,7 +67,7 @@ async def work(out: TextIO) -> None:
     broker = build_broker(POLICY, settings, lambda: keeper, topics=(job["topic"],), group_id=job["group"])
     loop = asyncio.get_running_loop()
     try:
-        keeper._say("ready")
+        keeper.say("ready")
         if (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
             settle_heap()  # as the service does at the end of its start-up
             await broker.start()
@@ -75,7 +76,7 @@ async def work(out: TextIO) -> None:
         await broker.stop()
         await dlq.stop()
         await pool.close()
-    keeper._say(f"verifications {keyring.verifications}")
+    keeper.say(f"verifications {keyring.verifications}")
 
 
 def main() -> None:

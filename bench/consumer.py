@@ -17,12 +17,11 @@ from asyncio.subprocess import PIPE
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from bench.corpus import events, signed
 from bench.harness import Figure, progress
-from bench.workspace import POLICY, Workspace, produce, raw_consumer, raw_json_read
-from schemas.catalogue import LISTING_TOPIC_PARTITIONS
+from bench.workspace import POLICY, Workspace, end_offsets, produce, raw_consumer, raw_json_read
 from services.consumers import store
 from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
@@ -173,16 +172,6 @@ async def _follow(process: asyncio.subprocess.Process, reports: WorkerReports) -
     assert process.stdout is not None
     async for line in process.stdout:
         reports.read(line.decode())
-
-
-async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = raw_consumer(settings, [])
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(LISTING_TOPIC_PARTITIONS)]
-        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items() if offset > 0}
-    finally:
-        await consumer.stop()
 
 
 async def naive_rate(settings: Settings, workspace: Workspace, keyring_json: dict[str, object], total: int) -> float:

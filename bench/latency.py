@@ -18,8 +18,9 @@ from typing import Any
 from bench.corpus import AUTHORITY, signed, stamp, unstamped
 from bench.harness import Figure, percentile, progress, use_service_event_loop
 from bench.workspace import POLICY, Workspace, raw_consumer
-from services.consumers.app import build_broker, settle_heap
+from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
+from services.kit.heap import settle_heap
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
 from services.kit.signing import Keyring, SigningKey

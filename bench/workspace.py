@@ -163,6 +163,17 @@ async def records_in(settings: Settings, topics: Sequence[str]) -> int:
     return sum(ends[p] - beginnings[p] for p in partitions)
 
 
+async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The end offset of each partition of `topic` that holds records."""
+    consumer = raw_consumer(settings, [])
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(await _partitions(consumer, [topic]))
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items() if offset > 0}
+
+
 async def group_lag(settings: Settings, group: str, topics: Sequence[str]) -> int:
     """Records in the topics that `group` has not committed yet (a partition it never committed counts whole)."""
     from aiokafka.admin import AIOKafkaAdminClient

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import json
 import logging
 import time
@@ -32,6 +31,7 @@ from services.consumers.pipeline import Pipeline
 from services.consumers.policy import ConsumerPolicy
 from services.kit import logs, metrics
 from services.kit.db import create_pool, reachable
+from services.kit.heap import settle_heap
 from services.kit.http import install_common, unprocessable
 from services.kit.kafka import broker as kafka_broker
 from services.kit.kafka import idempotent_producer
@@ -99,15 +99,6 @@ class PromptBatchSubscriber(BatchSubscriber):
     async def get_msg(self, consumer: Any) -> tuple[ConsumerRecord[bytes, bytes], ...]:
         fetched = await consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.max_records)
         return tuple(chain.from_iterable(fetched.values()))
-
-
-def settle_heap() -> None:
-    """Collect once and freeze what start-up left (modules, app, clients): a full collection walks every tracked
-    object, and in the latency bench's process (these modules and clients) the one that came mid-stream stalled
-    the pipeline 0.12-0.23 s on the shared 2-core machine, every record in flight with it. Frozen objects are never
-    walked again; later collections see only what was made after."""
-    gc.collect()
-    gc.freeze()
 
 
 def build_broker(

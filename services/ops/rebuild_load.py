@@ -23,6 +23,7 @@ from schemas.catalogue import schema_name
 from services.consumers import store
 from services.consumers.copy import CopyKeeper, Prepared
 from services.kit.dlq import dead_letter
+from services.kit.heap import settle_heap
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
 from services.kit.signing import Keyring
@@ -156,8 +157,7 @@ class Bulk:
 
         loaded = Loaded()
         try:
-            if len(shares) == 1:  # one loader runs here: no process to start
-                await self.spares.close()
+            if len(shares) == 1:  # one loader runs here: no process to start (spares are closed below)
                 loaded.add(await load_share(self.settings, shares[0], progress(0)))
             elif shares:
                 for result in await _in_processes(self.settings, shares, progress, self.spares):
@@ -177,8 +177,7 @@ def bulk_collection() -> Iterator[None]:
     dozen records and every tenth one walks the batch in flight. What exists before the load (modules, keyring,
     clients) is frozen out of the collector's walks; cycles are still collected, only less often."""
     saved = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     gc.set_threshold(*BULK_GC_THRESHOLD)
     try:
         yield

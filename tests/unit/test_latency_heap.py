@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.consumers.app import settle_heap
+from services.kit.heap import settle_heap
 
 
 @pytest.fixture
