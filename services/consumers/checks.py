@@ -213,9 +213,14 @@ async def check(db: CheckConnections, policy: ConsumerPolicy, hash_key: bytes, r
                 "authority": b.authority,
                 "restrictions": b.restrictions,
                 "case_number": b.case_number,
-                "expires_at": b.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                "expires_at": _rfc3339(b.expires_at),
             }
             for b in found
         ],
-        "checked_at": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "checked_at": _rfc3339(at),
     }
+
+
+def _rfc3339(moment: datetime) -> str:
+    # Most moments are UTC already (now(), the copy's timestamptz): astimezone would only copy them.
+    return (moment if moment.tzinfo is UTC else moment.astimezone(UTC)).isoformat().replace("+00:00", "Z")
