@@ -13,10 +13,9 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import asyncpg
 from aiokafka import ConsumerRecord, TopicPartition
@@ -46,7 +45,6 @@ BULK_GC_THRESHOLD = (50_000, 20, 10)
 SPARE_EXIT_S = 10.0
 ARRIVAL_BITS = 40  # arrival = loader << 40 | records that loader staged before: unique, and ordered within a loader
 
-T = TypeVar("T")
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # what PostgreSQL's binary timestamptz counts microseconds from
 MICROSECOND = timedelta(microseconds=1)
 PG_INFINITY, PG_NEGATIVE_INFINITY = (1 << 63) - 1, -(1 << 63)
@@ -431,16 +429,6 @@ async def _follow(process: asyncio.subprocess.Process, loader: int, progress: Ca
     return result
 
 
-def run_on_fast_loop(work: Coroutine[object, object, T]) -> T:
-    """uvloop, the services' own loop (uvicorn picks it): a loader's reads from Kafka and COPYs to PostgreSQL are a
-    few hundred thousand socket events, and the pure-Python loop's bookkeeping for them was some 7% of its CPU."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; without it the default loop does the same work
-        return asyncio.run(work)
-    return uvloop.run(work)
-
-
 def _loader_main() -> int:
     """A loader process: its share on stdin, protocol lines on stdout (everything else it prints goes to stderr)."""
     out, sys.stdout = sys.stdout, sys.stderr
@@ -454,7 +442,7 @@ def _loader_main() -> int:
         out.flush()
 
     try:
-        loaded = run_on_fast_loop(load_share(Settings.from_env(), share, lambda done: say(f"progress {done}")))
+        loaded = asyncio.run(load_share(Settings.from_env(), share, lambda done: say(f"progress {done}")))
     except Exception as exc:  # the parent turns this into the command's one-line reason
         say(f"failed {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         return 1
