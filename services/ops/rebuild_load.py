@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import ConsumerRecord, TopicPartition
@@ -44,6 +45,12 @@ BULK_GC_THRESHOLD = (50_000, 20, 10)
 SPARE_EXIT_S = 10.0
 ARRIVAL_BITS = 40  # arrival = loader << 40 | records that loader staged before: unique, and ordered within a loader
 
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # what PostgreSQL's binary timestamptz counts microseconds from
+MICROSECOND = timedelta(microseconds=1)
+PG_INFINITY, PG_NEGATIVE_INFINITY = (1 << 63) - 1, -(1 << 63)
+LAST_INSTANT = (datetime.max.replace(tzinfo=UTC) - PG_EPOCH) // MICROSECOND
+FIRST_INSTANT = (datetime.min.replace(tzinfo=UTC) - PG_EPOCH) // MICROSECOND
+NAIVE_INFINITIES = {datetime.max: PG_INFINITY, datetime.min: PG_NEGATIVE_INFINITY}
 STAGED = (*store.COLUMNS, "arrival")  # the copy's columns, then the order the loaders read them in
 NO_DATA = (None,) * (len(store.COLUMNS) - 2)  # a version marker's columns after its listing and version
 
@@ -203,6 +210,7 @@ async def _load_share(settings: Settings, share: Share, progress: Callable[[int]
         # write-ahead log up to it, loaded rows included; a crash before it leaves a shadow that is dropped anyway.
         server_settings={"search_path": shadow, "application_name": "blacklist-sync-ops", "synchronous_commit": "off"},
     )
+    await timestamps_as_microseconds(conn)
     producer = idempotent_producer(settings)
     kafka = reader(settings, None, **BULK_READER)
     letters = KnownLetters(producer, share.known)
@@ -227,6 +235,40 @@ async def _load_share(settings: Settings, share: Share, progress: Callable[[int]
         await producer.stop()
         await conn.close()
     return stage.loaded
+
+
+async def timestamps_as_microseconds(conn: asyncpg.Connection) -> None:
+    """timestamptz through COPY as the int64 of its binary format (microseconds since 2000-01-01 UTC), computed by
+    one exact subtraction: asyncpg's own encoder converts each value to UTC first and cost the loader ~1.6 µs a
+    timestamp (two a row), about as much as the row's ten other columns together."""
+    await conn.set_type_codec(
+        "timestamptz", schema="pg_catalog", encoder=_pg_microseconds, decoder=_from_pg_microseconds, format="tuple"
+    )
+
+
+def _pg_microseconds(moment: datetime) -> tuple[int]:
+    """The value asyncpg's own encoder sends, infinities included (it maps the first and the last instant a datetime
+    can hold to PostgreSQL's -infinity and infinity)."""
+    try:
+        since = (moment - PG_EPOCH) // MICROSECOND
+    except TypeError:  # no offset: asyncpg's own encoder takes such a value as local time, and so does this one
+        if moment in NAIVE_INFINITIES:
+            return (NAIVE_INFINITIES[moment],)
+        since = (moment.astimezone(UTC) - PG_EPOCH) // MICROSECOND
+    if since == LAST_INSTANT:
+        return (PG_INFINITY,)
+    if since == FIRST_INSTANT:
+        return (PG_NEGATIVE_INFINITY,)
+    return (since,)
+
+
+def _from_pg_microseconds(value: tuple[int]) -> datetime:
+    """As asyncpg's own decoder: the infinities come back as the naive first and last datetime."""
+    if value[0] == PG_INFINITY:
+        return datetime.max
+    if value[0] == PG_NEGATIVE_INFINITY:
+        return datetime.min
+    return PG_EPOCH + value[0] * MICROSECOND
 
 
 @dataclass
