@@ -200,20 +200,24 @@ async def take_relay_turn(conn: asyncpg.Connection) -> bool:
 
 
 async def claim_pending(conn: asyncpg.Connection, limit: int) -> list[OutboxRecord]:
-    """Lock the oldest unsent records; SKIP LOCKED lets a second relay take the next ones."""
+    """Mark the oldest unsent records sent and return them in id order, in one statement. Only the holder of the
+    relay turn (take_relay_turn, same transaction) calls this, and it commits only once Kafka acknowledged every
+    record: a failed send rolls the mark back. Marking as it reads spares PostgreSQL a row lock per record (written
+    to every row, then replaced by the update anyway) and the relay a round trip; `sent_at` is the transaction's
+    start either way."""
     rows = await conn.fetch(
         """
-        SELECT id, topic, key, value, authority, event_type FROM outbox
-         WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+        WITH sent AS (
+            UPDATE outbox SET sent_at = now()
+             WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1)
+            RETURNING id, topic, key, value, authority, event_type
+        )
+        SELECT * FROM sent ORDER BY id
         """,
         limit,
     )
     # By position: a relay turn reads thousands of rows, and a lookup by name costs more than the record itself.
     return [OutboxRecord(*r) for r in rows]
-
-
-async def mark_sent(conn: asyncpg.Connection, ids: list[int]) -> None:
-    await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", ids)
 
 
 async def backlog(conn: asyncpg.Connection) -> int:
