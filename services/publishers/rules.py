@@ -36,6 +36,11 @@ class Terms:
     effective_from: datetime
     expires_at: datetime
 
+    def __hash__(self) -> int:
+        # Terms key the lookups an issue shares with the rest of its batch. Enum members are singletons, so their
+        # ids hash the restrictions as their values do for equality; hashing a member itself is a Python call each.
+        return hash((tuple(map(id, self.restrictions)), self.scope, self.effective_from, self.expires_at))
+
 
 class ListRules(Protocol):
     def issue(self, request: IssueRequest, now: datetime) -> Terms: ...

@@ -126,3 +126,12 @@ def _alone(req: IssueRequest, index: int, together: list[Any]) -> list[service.I
 def test_a_batch_of_one_court_and_terms_still_validates_its_first_listing(count: int) -> None:
     issued = built([request(n) for n in range(count)])
     assert [i.listing.listing_id for i in issued] == [f"court.bj-1st-intermediate:2026-{n:06d}" for n in range(1, count + 1)]
+
+
+def test_equal_terms_of_separate_requests_share_one_lookup_key_and_different_terms_do_not() -> None:
+    plans = service.plan_many(
+        PUBLISHER, [request(1), request(2), request(3, restrictions=["FLIGHT"]), request(4, term_days=30)], NOW
+    )
+    terms = [p.terms for p in plans]
+    assert terms[0] == terms[1] and hash(terms[0]) == hash(terms[1])
+    assert len({t: None for t in terms}) == 3
