@@ -204,7 +204,13 @@ async def claim_pending(conn: asyncpg.Connection, limit: int) -> list[OutboxReco
     relay turn (take_relay_turn, same transaction) calls this, and it commits only once Kafka acknowledged every
     record: a failed send rolls the mark back. Marking as it reads spares PostgreSQL a row lock per record (written
     to every row, then replaced by the update anyway) and the relay a round trip; `sent_at` is the transaction's
-    start either way."""
+    start either way.
+
+    Writers (uvicorn workers, the IssueWriter's concurrent group writes) commit in an order other than their outbox
+    ids, so a record can become visible after one with a larger id and be sent after it. That never reorders one
+    listing's versions: version n+1 is written by a transaction that first locks the listing's row, which it can
+    only do once version n's transaction committed, so n's record has the smaller id and is visible to every turn
+    that sees n+1's; each turn takes the smallest pending ids first and commits only after Kafka's acks."""
     rows = await conn.fetch(
         """
         WITH sent AS (
