@@ -67,7 +67,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def relay_once(self, kafka: AIOKafkaProducer) -> int | None:
-        """Send one batch of pending records; their mark as sent commits only once Kafka acknowledged every one.
+        """Send one batch of pending records; they are marked sent only once Kafka acknowledged every one.
         None when another instance of this service holds the turn."""
         async with self.pool.acquire() as conn, conn.transaction():
             if not await store.take_relay_turn(conn):
@@ -77,6 +77,7 @@ class OutboxRelay:
                 return 0
             groups = await partition_groups(kafka, pending, lambda r: r)
             await asyncio.gather(*await send_groups(kafka, sign_groups(groups, self.signer.key_for)))
+            await store.mark_sent(conn, [r.id for r in pending])
         metrics.OUTBOX_SENT.labels(self.service).inc(len(pending))
         return len(pending)
 

@@ -200,30 +200,27 @@ async def take_relay_turn(conn: asyncpg.Connection) -> bool:
 
 
 async def claim_pending(conn: asyncpg.Connection, limit: int) -> list[OutboxRecord]:
-    """Mark the oldest unsent records sent and return them in id order, in one statement. Only the holder of the
-    relay turn (take_relay_turn, same transaction) calls this, and it commits only once Kafka acknowledged every
-    record: a failed send rolls the mark back. Marking as it reads spares PostgreSQL a row lock per record (written
-    to every row, then replaced by the update anyway) and the relay a round trip; `sent_at` is the transaction's
-    start either way.
+    """Lock the oldest unsent records; SKIP LOCKED lets a second relay take the next ones.
 
     Writers (uvicorn workers, the IssueWriter's concurrent group writes) commit in an order other than their outbox
     ids, so a record can become visible after one with a larger id and be sent after it. That never reorders one
     listing's versions: version n+1 is written by a transaction that first locks the listing's row, which it can
     only do once version n's transaction committed, so n's record has the smaller id and is visible to every turn
-    that sees n+1's; each turn takes the smallest pending ids first and commits only after Kafka's acks."""
+    that sees n+1's; each turn (one at a time, take_relay_turn) takes the smallest pending ids first and commits
+    its mark only after Kafka's acks."""
     rows = await conn.fetch(
         """
-        WITH sent AS (
-            UPDATE outbox SET sent_at = now()
-             WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1)
-            RETURNING id, topic, key, value, authority, event_type
-        )
-        SELECT * FROM sent ORDER BY id
+        SELECT id, topic, key, value, authority, event_type FROM outbox
+         WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
         """,
         limit,
     )
     # By position: a relay turn reads thousands of rows, and a lookup by name costs more than the record itself.
     return [OutboxRecord(*r) for r in rows]
+
+
+async def mark_sent(conn: asyncpg.Connection, ids: list[int]) -> None:
+    await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", ids)
 
 
 async def backlog(conn: asyncpg.Connection) -> int:
