@@ -105,15 +105,15 @@ def _on_given_stack(size: Size, only: set[str], report: Report) -> None:
 def _with_services(scratch: ScratchStack, size: Size, only: set[str], report: Report) -> None:
     """Check API and propagation with court + airline running, then the publisher alone, on the scratch stack."""
     from bench import check_api, memory, propagation, publisher, wrk
-    from bench.stack import vm_status_kb
+    from bench.stack import largest_worker_status_kb
     from services import runner
 
     settings = scratch.settings()
     if not wrk.available():
         progress(wrk.INSTALL_HINT)
-    services = scratch.start_services(["court", "airline"])
+    services = scratch.start_services(["court", "airline"], workers={"court": publisher.COURT_WORKERS})
     court, airline = services["court"], services["airline"]
-    court_at_start = vm_status_kb(court.process.pid)
+    court_at_start = largest_worker_status_kb(court.process.pid)
     try:
         if "check-api" in only and wrk.available():
             report.attempt(

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 
 from bench.corpus import Record, flight_listings, signed
 from bench.harness import Figure, progress
-from bench.stack import ScratchStack, vm_status_kb
+from bench.stack import ScratchStack, largest_worker_status_kb, vm_status_kb, worker_pids
 from bench.workspace import group_lag, produce
 from schemas.catalogue import FAMILIES
 from services import runner
@@ -100,9 +100,15 @@ def consumer_peak(stack: ScratchStack, settings: Settings, listings: int) -> Fig
 
 
 def publisher_peak(court: runner.RunningService, at_start: dict[str, int]) -> Figure:
-    """The court service's VmHWM after the publisher bench, against its own at start (read before any load)."""
-    peak = vm_status_kb(court.process.pid)
-    notes = {"rss_now_mb": round(mb(peak["VmRSS"]), 1), "process": "court service (uvicorn) with its outbox relay"}
+    """The court service's VmHWM after the publisher bench, against its own at start (read before any load, by
+    largest_worker_status_kb too). With uvicorn workers, each is a process with its own memory: the figure is the
+    largest worker's peak, the memory one process of the service needs."""
+    peak = largest_worker_status_kb(court.process.pid)
+    workers = len(worker_pids(court.process.pid))  # the supervisor itself counts as the one worker without --workers
+    process = "court service (uvicorn) with its outbox relay"
+    if workers > 1:
+        process = f"the largest of the court service's {workers} uvicorn workers, each with its outbox relay"
+    notes = {"rss_now_mb": round(mb(peak["VmRSS"]), 1), "process": process, "workers": workers}
     return Figure(
         NAMES[1],
         mb(peak["VmHWM"]),

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,11 +119,19 @@ class ScratchStack:
         with self.environment():
             return Settings.from_env()
 
-    def start_services(self, names: Iterable[str], timeout: float = 120.0) -> dict[str, runner.RunningService]:
-        """The named services as real processes on free ports, ready (readyz 200) when this returns."""
+    def start_services(
+        self, names: Iterable[str], timeout: float = 120.0, workers: Mapping[str, int] | None = None
+    ) -> dict[str, runner.RunningService]:
+        """The named services as real processes on free ports, ready (readyz 200) when this returns; `workers`
+        gives a service that many uvicorn workers (default one)."""
         names = list(names)
+        counts = {n: (workers or {}).get(n, 1) for n in names}
+        running: list[runner.RunningService] = []
         with self.environment():
-            running = runner.start(names, self.home / "logs" / "services", ports={n: free_port() for n in names})
+            for count in sorted(set(counts.values())):
+                group = [n for n in names if counts[n] == count]
+                ports = {n: free_port() for n in group}
+                running += runner.start(group, self.home / "logs" / "services", ports=ports, workers=count)
         try:
             runner.wait_ready(running, timeout=timeout, progress=progress)
         except BaseException:
@@ -158,3 +166,27 @@ def vm_status_kb(pid: int) -> dict[str, int]:
         if name in ("VmHWM", "VmRSS"):
             fields[name] = int(rest.split()[0])
     return fields
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The uvicorn workers of a supervisor started with `--workers N` (its children that run
+    multiprocessing's spawn_main; the resource tracker it also starts is not one); [pid] itself without workers."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # the process ended while the table was read
+            continue
+        # The parent pid is the second field after the command name, which is in parentheses and may hold spaces.
+        if int(stat.rpartition(")")[2].split()[1]) == pid and b"spawn_main" in cmdline:
+            children.append(int(entry.name))
+    return sorted(children) or [pid]
+
+
+def largest_worker_status_kb(pid: int) -> dict[str, int]:
+    """vm_status_kb of the process serving requests: the one without workers, else the worker with the largest peak
+    (the supervisor only forwards signals and restarts workers; its own memory is not the service's)."""
+    return max((vm_status_kb(p) for p in worker_pids(pid)), key=lambda fields: fields["VmHWM"])

@@ -66,11 +66,12 @@ class OutboxRelay:
     def wake(self, *_: object) -> None:
         self._wake.set()
 
-    async def relay_once(self, kafka: AIOKafkaProducer) -> int:
-        """Send one batch of pending records; they are marked sent only once Kafka acknowledged every one."""
+    async def relay_once(self, kafka: AIOKafkaProducer) -> int | None:
+        """Send one batch of pending records; they are marked sent only once Kafka acknowledged every one.
+        None when another instance of this service holds the turn."""
         async with self.pool.acquire() as conn, conn.transaction():
             if not await store.take_relay_turn(conn):
-                return 0  # another instance of this service is sending; one at a time keeps versions in order
+                return None  # one at a time keeps each listing's versions in order
             pending = await store.claim_pending(conn, self.batch_size)
             if not pending:
                 return 0
@@ -96,6 +97,10 @@ class OutboxRelay:
                         sent = await self.relay_once(kafka)
                         if sent == 0:
                             await self._report_backlog()
+                        if not sent:
+                            # Idle, or another worker's turn: that worker sends whatever the NOTIFYs announce
+                            # meanwhile, so they need not cost this one a backlog count each; it wakes to take
+                            # over when the holder stops (by NOTIFY or at idle_wait).
                             with contextlib.suppress(TimeoutError):
                                 await asyncio.wait_for(self._wake.wait(), self.idle_wait)
                 except (KafkaError, OSError, asyncpg.PostgresError) as exc:

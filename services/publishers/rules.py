@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -34,6 +35,11 @@ class Terms:
     scope: str
     effective_from: datetime
     expires_at: datetime
+
+    def __hash__(self) -> int:
+        # Terms key the lookups an issue shares with the rest of its batch. Enum members are singletons, so their
+        # ids hash the restrictions as their values do for equality; hashing a member itself is a Python call each.
+        return hash((tuple(map(id, self.restrictions)), self.scope, self.effective_from, self.expires_at))
 
 
 class ListRules(Protocol):
@@ -75,7 +81,18 @@ def check_term(field: str, start: datetime, end: datetime, min_days: int, max_da
 def choose_restrictions(
     field: str, requested: Iterable[Restriction] | None, allowed: frozenset[Restriction], default: Iterable[Restriction]
 ) -> tuple[Restriction, ...]:
-    chosen = tuple(requested) if requested is not None else tuple(default)
+    """The restrictions a listing gets: those requested, or the list's default; each allowed, none twice, sorted."""
+    chosen = requested if requested is not None else default
+    # A frozenset (a list's default) keeps its hash: the lookup is then nearly free.
+    return _chosen(field, chosen if isinstance(chosen, frozenset) else tuple(chosen), allowed)
+
+
+# Requests mostly repeat the same few choices (most give none and get the default); hashing an enum member is a
+# Python call, so the sets and the sort cost more than a lookup keyed by them. A refusal is not cached.
+@functools.lru_cache(maxsize=256)
+def _chosen(
+    field: str, chosen: tuple[Restriction, ...] | frozenset[Restriction], allowed: frozenset[Restriction]
+) -> tuple[Restriction, ...]:
     if len(set(chosen)) != len(chosen):
         raise RuleViolation(field, "restrictions must not repeat")
     outside = sorted(set(chosen) - allowed)

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -123,34 +123,64 @@ def plan_issue(publisher: Publisher, request: IssueRequest, now: datetime) -> Pl
     return Planned(request, terms, subjects)
 
 
-def _issued(
-    publisher: Publisher, plan: Planned, numbers: list[int], actor: str, now: datetime, histories: dict[Terms, str]
-) -> list[store.Change]:
-    """The changes one planned request writes. `histories` keeps each distinct terms' history entry: the items of
-    a batch mostly share their terms, and writing the same entry as JSON again for each cost more than a lookup."""
-    request, terms = plan.request, plan.terms
+@dataclass
+class _Shared:
+    """What the items of one write share, built once: the items of a batch mostly share their authority, list and
+    terms, and building the same thing again for each cost more than looking it up."""
+
+    now: datetime
+    histories: dict[Terms, str] = field(default_factory=dict)  # the history entry of each distinct terms, as JSON
+    listings: dict[tuple[str, str, Terms], Listing] = field(default_factory=dict)  # a validated listing of each
+    event: ListingEvent | None = None  # a validated listing.issued event of this write
+
+    def listing(self, request: IssueRequest, terms: Terms, listing_id: str, subject: Subject) -> Listing:
+        """A new listing: the first of its authority, list and terms fully validated, the others copied from it
+        with their own id, subject and legal basis. What Listing's validation checks of those three (lengths, no
+        NUL) already held when they were validated as a Subject and as the request; all it checks besides depends
+        only on what they share (restrictions, scope, dates, status, version), so a copy is valid as the first is.
+        Validating each again cost a tenth of an issue (tests/unit/test_publisher_batch_build.py compares)."""
+        key = (request.authority, request.list, terms)
+        template = self.listings.get(key)
+        if template is None:
+            template = self.listings[key] = Listing(
+                listing_id=listing_id,
+                version=1,
+                list=request.list,
+                authority=request.authority,
+                status=Status.ACTIVE,
+                subject=subject,
+                restrictions=terms.restrictions,
+                scope=terms.scope,
+                legal_basis=request.legal_basis,
+                effective_from=terms.effective_from,
+                expires_at=terms.expires_at,
+            )
+            return template
+        return template.model_copy(update={"listing_id": listing_id, "subject": subject, "legal_basis": request.legal_basis})
+
+    def issued_event(self, listing: Listing) -> ListingEvent:
+        """A listing.issued event of this write carrying `listing` (version 1, active, as every listing built here):
+        the first validated, the others copied from it with their own id and listing."""
+        if self.event is None:
+            self.event = _event(EventType.ISSUED, listing, self.now)
+            return self.event
+        return self.event.model_copy(update={"event_id": uuid4(), "listing": listing})
+
+
+def _issued(publisher: Publisher, plan: Planned, numbers: list[int], actor: str, shared: _Shared) -> list[store.Change]:
+    """The changes one planned request writes."""
+    request, terms, now = plan.request, plan.terms, shared.now
     changes: list[store.Change] = []
     for (kind, raw_id, name), number in zip(plan.subjects, numbers, strict=True):
-        listing = Listing(
-            listing_id=f"{request.authority}:{now.year}-{number:06d}",
-            version=1,
-            list=request.list,
-            authority=request.authority,
-            status=Status.ACTIVE,
-            subject=publisher.subject(kind, raw_id, name),
-            restrictions=terms.restrictions,
-            scope=terms.scope,
-            legal_basis=request.legal_basis,
-            effective_from=terms.effective_from,
-            expires_at=terms.expires_at,
-        )
+        listing_id = f"{request.authority}:{now.year}-{number:06d}"
+        listing = shared.listing(request, terms, listing_id, publisher.subject(kind, raw_id, name))
         if changes:
             of = changes[0].event.listing.listing_id
             history = json.dumps({"issued": _summary_of(Status.ACTIVE, terms), "legal_representative_of": of})
-        elif (history := histories.get(terms, "")) == "":
-            history = histories[terms] = issued_history(terms)
+        elif (history := shared.histories.get(terms, "")) == "":
+            history = shared.histories[terms] = issued_history(terms)
         stored = store.StoredListing(listing, raw_id.strip().upper(), name.strip(), 0)
-        changes.append(store.Change(stored, _event(EventType.ISSUED, listing, now), actor, history))
+        changes.append(store.Change(stored, shared.issued_event(listing), actor, history))
     return changes
 
 
@@ -186,8 +216,8 @@ def build_issued(
 ) -> list[Issued]:
     """The listings, events and history entries planned issues write, numbered in order (nothing is written here)."""
     remaining = iter(numbers)
-    histories: dict[Terms, str] = {}
-    return [Issued(_issued(publisher, p, [next(remaining) for _ in p.subjects], actor, now, histories)) for p in plans]
+    shared = _Shared(now)
+    return [Issued(_issued(publisher, p, [next(remaining) for _ in p.subjects], actor, shared)) for p in plans]
 
 
 async def issue(
@@ -278,12 +308,20 @@ class IssueWriter:
     async def _write(self, group: list[_Waiting]) -> list[Issued]:
         async with self.pool.acquire() as conn:
             numbers = iter(await store.next_numbers(conn, sum(len(w.plan.subjects) for w in group)))
+            shared: dict[datetime, _Shared] = {}  # requests of the same second share their event and listings' build
             written = [
-                build_issued(self.publisher, [w.plan], [next(numbers) for _ in w.plan.subjects], w.actor, w.now)[0] for w in group
+                Issued(_issued(self.publisher, w.plan, [next(numbers) for _ in w.plan.subjects], w.actor, _shared(shared, w.now)))
+                for w in group
             ]
             # One statement for the group: all of it or none of it, like one request's write.
             await store.save_all(conn, [c for issued in written for c in issued.changes], topic=self.publisher.family.topic)
         return written
+
+
+def _shared(by_time: dict[datetime, _Shared], now: datetime) -> _Shared:
+    if (found := by_time.get(now)) is None:
+        found = by_time[now] = _Shared(now)
+    return found
 
 
 def _settle(waiting: _Waiting, outcome: Issued | BaseException) -> None:

@@ -200,7 +200,14 @@ async def take_relay_turn(conn: asyncpg.Connection) -> bool:
 
 
 async def claim_pending(conn: asyncpg.Connection, limit: int) -> list[OutboxRecord]:
-    """Lock the oldest unsent records; SKIP LOCKED lets a second relay take the next ones."""
+    """Lock the oldest unsent records; SKIP LOCKED lets a second relay take the next ones.
+
+    Writers (uvicorn workers, the IssueWriter's concurrent group writes) commit in an order other than their outbox
+    ids, so a record can become visible after one with a larger id and be sent after it. That never reorders one
+    listing's versions: version n+1 is written by a transaction that first locks the listing's row, which it can
+    only do once version n's transaction committed, so n's record has the smaller id and is visible to every turn
+    that sees n+1's; each turn (one at a time, take_relay_turn) takes the smallest pending ids first and commits
+    its mark only after Kafka's acks."""
     rows = await conn.fetch(
         """
         SELECT id, topic, key, value, authority, event_type FROM outbox
