@@ -30,10 +30,11 @@ NAMES = (
     "publisher accepted rate, batches (POST /v1/listings/batch, 201)",
 )
 AUTHORITY = "court.bench-publisher"
-# The court service as deployed on this 2-core machine: `blacklist-sync run court --workers 2`, one uvicorn worker per
-# core, each with its HTTP API and its outbox relay (store.take_relay_turn lets one relay send at a time). Every
-# figure of this bench, one-a-request and batches alike, is of that same service.
-COURT_WORKERS = 2
+# The court service as deployed: one uvicorn process with its HTTP API and its outbox relay. Two workers
+# (`--workers 2`; store.take_relay_turn lets one relay send at a time) gave no measurable gain in alternated runs:
+# uvicorn's workers share one listening socket, so the bench's few long-lived connections all land on one worker
+# (CPU ticks per worker over 10 s: 174 and 652). Every figure of this bench is of that same service.
+COURT_WORKERS = 1
 TARGET_RATE = 5000
 DRAIN_TIMEOUT_S = 300.0
 # The relay's backlog: 10,000 rows per second of HTTP load, i.e. 100,000 for --size full (10 s), 10,000 for tiny (1 s).

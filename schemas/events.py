@@ -100,7 +100,8 @@ class Listing(WireModel):
             raise ValueError("expires_at must be after effective_from")
         if (self.status is _REVOKED) != (self.revocation is not None):
             raise ValueError("a revoked listing carries a revocation, an active one does not")
-        if len(set(self.restrictions)) != len(self.restrictions):
+        # By identity: members are singletons, and hashing one is a Python call (5% of a publisher's CPU by value).
+        if len(set(map(id, self.restrictions))) != len(self.restrictions):
             raise ValueError("restrictions must not repeat")
         return self
 

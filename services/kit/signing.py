@@ -196,14 +196,31 @@ def sign_batch(key: SigningKey, authority: str, values: Sequence[bytes]) -> list
 def record_headers(
     key: SigningKey, authority: str, values: Sequence[bytes], event_types: Sequence[str]
 ) -> list[list[tuple[str, bytes]]]:
-    """The full Kafka headers of each record of one signed batch (CONTRACT section 4), in order."""
+    """The full Kafka headers of each record of one signed batch (CONTRACT section 4), in order: those of sign_batch,
+    encoded. The headers every record of the batch shares are built once (encoding them per record cost a publisher
+    6-8% of its CPU); only the event type, index and path are the record's own."""
+    if len(event_types) != len(values):
+        raise ValueError(f"{len(values)} values but {len(event_types)} event types")
+    leaves = [leaf_hash(v) for v in values]
+    levels = tree_levels(leaves)
+    content = (Header.CONTENT_TYPE.value, b"application/json")
+    shared = (
+        (Header.AUTHORITY.value, authority.encode()),
+        (Header.KEY_ID.value, key.key_id.encode()),
+        (Header.MERKLE_SIZE.value, str(len(values)).encode()),
+    )
+    signature = (Header.SIGNATURE.value, base64.b64encode(key.sign_root(levels[-1][0])))
+    index, path, event = Header.MERKLE_INDEX.value, Header.MERKLE_PATH.value, Header.EVENT_TYPE.value
     return [
         [
-            (Header.CONTENT_TYPE.value, b"application/json"),
-            (Header.EVENT_TYPE.value, event_type.encode()),
-            *((name, text.encode()) for name, text in signed.items()),
+            content,
+            (event, event_type.encode()),
+            *shared,
+            (index, str(i).encode()),
+            (path, base64.b64encode(b"".join(_path(i, levels)))),
+            signature,
         ]
-        for event_type, signed in zip(event_types, sign_batch(key, authority, values), strict=True)
+        for i, event_type in enumerate(event_types)
     ]
 
 

@@ -360,3 +360,25 @@ def test_record_headers_carry_content_type_event_type_and_a_verifiable_signature
         assert dict(record)["event-type"] == kind.encode()
         assert keyring.verify(value, dict(record)) == "court.x"
     assert keyring.verifications == 1
+
+
+def test_record_headers_are_sign_batch_headers_encoded_after_content_and_event_type(
+    signing_keys: dict[str, SigningKey],
+) -> None:
+    key = signing_keys["court-dev"]
+    values = [f'{{"n":{n}}}'.encode() for n in range(7)]
+    kinds = ["listing.issued", "listing.amended", "listing.revoked", "listing.issued", "x", "y", "z"]
+
+    encoded = record_headers(key, "court.bj-1st-intermediate", values, kinds)
+
+    # Ed25519 signatures are deterministic, so signing the same batch again gives the same headers.
+    expected = [
+        [("content-type", b"application/json"), ("event-type", kind.encode()), *((n, t.encode()) for n, t in signed.items())]
+        for kind, signed in zip(kinds, sign_batch(key, "court.bj-1st-intermediate", values), strict=True)
+    ]
+    assert encoded == expected
+
+
+def test_record_headers_refuse_a_batch_whose_event_types_do_not_match_its_values(signing_keys: dict[str, SigningKey]) -> None:
+    with pytest.raises(ValueError, match="2 values but 1 event types"):
+        record_headers(signing_keys["court-dev"], "court.x", [b"{}", b"{}"], ["listing.issued"])
