@@ -84,9 +84,10 @@ def measure(stack: ScratchStack, settings: Settings, expected_listings: int) -> 
 
 
 def settle(settings: Settings) -> None:
-    """VACUUM the rebuilt copy before the benches that follow on this stack: a million rows freshly COPYed would
-    otherwise draw autovacuum's insert-triggered pass into the middle of the check API's figures."""
-    progress("rebuild bench: VACUUM ANALYZE of the rebuilt copy before the services benches")
+    """VACUUM the airline copy, untimed, before a bench that follows a bulk write to it: a million rows freshly
+    applied (by the memory bench's service) or COPYed (by the rebuild) would otherwise draw autovacuum's
+    insert-triggered pass into the middle of the next figures (the rebuild's, the check API's)."""
+    progress("rebuild bench: VACUUM ANALYZE of the airline copy (untimed) before the next bench")
     asyncio.run(_vacuum(settings))
 
 
