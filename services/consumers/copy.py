@@ -113,7 +113,8 @@ class CopyKeeper:
                 applied = await store.apply_batch(conn, prepared.changes)
         if prepared.rejected:
             # Only once the batch is committed: a batch retried while PostgreSQL is down, or lost to a crash
-            # before its commit, has written no letter yet, so its redelivery writes each letter once.
+            # before its commit, has written no letter yet, so its redelivery writes each letter once. The
+            # pipeline commits the offsets past a letter before its next transaction (see pipeline.py).
             await dead_letter(self.dlq, self.policy.name, prepared.rejected)
         self._observe(len(prepared.changes), applied, prepared.occurred)
         return BatchOutcome(prepared.records, len(prepared.changes), applied, prepared.dead_lettered)

@@ -10,7 +10,11 @@ Offset commits run beside the pipeline, not in it: the next transaction starts a
 committed, while its offsets go to Kafka. Transactions commit in order, so the offsets waiting to be committed always
 belong to transactions already committed; those of a commit's spacing are coalesced into one commit (the highest
 offset per partition), so a steady trickle of small batches does not cost Kafka a commit each. A commit lost to a
-crash or a rebalance only means redelivery, which the version check makes a no-op."""
+crash or a rebalance only means redelivery, which the version check makes a no-op.
+
+Dead letters are the exception: a redelivered poison record is lettered again, so a group that wrote letters has its
+offsets committed before the next transaction starts. A crash from then on does not redeliver them; only one inside
+that commit's round trip does, and its duplicate letters carry the same x-dlq-source (dead letters are at least once)."""
 
 from __future__ import annotations
 
@@ -140,7 +144,7 @@ class Pipeline:
             group, self._queued = self._queued, []
             self._room.set()
             try:
-                await copy.apply(merged(group))
+                outcome = await copy.apply(merged(group))
             except Exception as exc:
                 # The queued batches were fetched after this group: they go back with it, and are fetched again.
                 self._failed = earliest(b.starts for b in group + self._queued)
@@ -149,6 +153,8 @@ class Pipeline:
                 log.error("%d records not applied (%s); rewinding to retry", sum(b.prepared.records for b in group), exc)
                 break
             self._commit_later(consumer, latest(b.ends for b in group))  # only after this group's database commit
+            if outcome.dead_lettered:
+                await self.flush()  # its letters are in Kafka: their records must not come back and be lettered again
         self._room.set()
 
     async def _send_back(self, consumer: Any, starts: Offsets) -> None:

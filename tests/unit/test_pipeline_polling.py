@@ -13,7 +13,7 @@ from faststream.kafka.subscriber.usecase import BatchSubscriber
 
 from services.consumers import pipeline
 from services.consumers.app import BATCH_RECORDS, POLL_MS, build_broker
-from services.consumers.copy import CopyKeeper, Prepared
+from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
 from services.consumers.pipeline import Pipeline
 from services.consumers.registry import POLICIES
 from services.kit.settings import Settings
@@ -22,8 +22,11 @@ TOPIC = "court.listings.v1"
 AIRLINE = POLICIES["airline"]
 
 
-def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(TOPIC, partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+def record(partition: int, offset: int, value: bytes = b"v") -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(TOPIC, partition, offset, 0, 0, b"k", value, None, 1, 1, [])
+
+
+POISON = b"poison"  # ListKeeper dead-letters records with this value
 
 
 class PollingConsumer:
@@ -48,10 +51,14 @@ class PollingConsumer:
 
 class ListKeeper(CopyKeeper):
     """A copy keeper without a database: it admits every record and keeps each transaction's offsets, in order.
-    While `held` is clear, a transaction stays open (as a slow database would keep it)."""
+    While `held` is clear, a transaction stays open (as a slow database would keep it). Records whose value is
+    POISON count as dead-lettered; `commits_seen` holds how many offset commits each transaction found made."""
 
-    def __init__(self, fail_on: int | None = None) -> None:  # no pool, keyring or producer: nothing reaches them
+    def __init__(self, fail_on: int | None = None, consumer: PollingConsumer | None = None) -> None:
+        # no pool, keyring or producer: nothing reaches them
         self.applied: list[list[int]] = []
+        self.consumer = consumer
+        self.commits_seen: list[int] = []
         self.fail_on = fail_on
         self.failures = 0
         self.open = asyncio.Event()  # set while a transaction is open
@@ -62,7 +69,9 @@ class ListKeeper(CopyKeeper):
     async def prepare(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Prepared:
         return Prepared(records=len(records), batch=records)
 
-    async def apply(self, prepared: Prepared) -> Any:
+    async def apply(self, prepared: Prepared) -> BatchOutcome:
+        if self.consumer is not None:
+            self.commits_seen.append(len(self.consumer.commits))
         self.open.set()
         await self.held.wait()
         self.open.clear()
@@ -72,6 +81,8 @@ class ListKeeper(CopyKeeper):
             self.failures += 1
             raise ConnectionError("database away")
         self.applied.append(offsets)
+        lettered = sum(r.value == POISON for r in prepared.batch)
+        return BatchOutcome(prepared.records, prepared.records - lettered, prepared.records - lettered, lettered)
 
     async def until(self, applied: int = 0, failures: int = 0) -> None:
         while len(self.applied) < applied or self.failures < failures:
@@ -147,6 +158,31 @@ async def test_offsets_of_transactions_within_a_spacing_go_out_as_one_commit_at_
     assert keeper.applied == [[0, 1, 2, 0], [3, 4, 5, 3], [6, 7, 8, 6], [9, 10, 11, 9]]
     p0, p2 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 2)
     assert consumer.commits == [{p0: 3, p2: 1}, {p0: 12, p2: 10}]
+
+
+async def test_a_transaction_that_wrote_dead_letters_has_its_offsets_committed_before_the_next_one_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poison record redelivered after a crash would be lettered again: once its letter is in Kafka, its offset
+    must be committed before anything else can hold the pipeline up (a kill during the next transaction)."""
+    monkeypatch.setattr(pipeline, "COMMIT_SPACING_SECONDS", 60.0)  # without letters, offsets would wait for flush()
+    consumer = PollingConsumer()
+    keeper = ListKeeper(consumer=consumer)
+    batches = Pipeline(AIRLINE.name, lambda: keeper)
+    p0 = TopicPartition(TOPIC, 0)
+    await handled(batches, consumer, [record(0, 0), record(0, 1)])
+    await keeper.until(applied=1)
+    await handled(batches, consumer, [record(0, 2)])
+    await keeper.until(applied=2)
+    await handled(batches, consumer, [record(0, 3), record(0, 4, POISON), record(0, 5)])
+    await keeper.until(applied=3)
+    await handled(batches, consumer, [record(0, 6)])
+    await keeper.until(applied=4)
+    # The first commit goes out at once; the second batch's waits out the spacing; the poisoned batch's offsets
+    # (with the second's, coalesced) are committed before the fourth transaction begins.
+    assert keeper.commits_seen[3] == 2 and consumer.commits[1] == {p0: 6}
+    await asyncio.wait_for(batches.close(), timeout=10)
+    assert latest_commit(consumer) == {p0: 7}
 
 
 async def test_failed_transaction_rewinds_with_the_batches_queued_behind_it_and_commits_none(
