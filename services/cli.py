@@ -59,8 +59,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if len(names) == 1 and not args.port_offset:
         import uvicorn
 
+        from services.kit.serve import Workers
+
         spec = SERVICES[names[0]]
-        uvicorn.run(spec.app, host=args.host, port=spec.port, access_log=False, workers=args.workers)
+        if args.workers > 1:
+            options = {"access_log": False, "timeout_graceful_shutdown": 10}
+            return Workers(spec.app, args.host, spec.port, args.workers, options).run()
+        uvicorn.run(spec.app, host=args.host, port=spec.port, access_log=False)
         return 0
     ports = {n: SERVICES[n].port + args.port_offset for n in names}
     running = runner.start(names, settings.home / "logs", ports=ports, workers=args.workers)
@@ -134,7 +139,8 @@ def parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive,
         default=1,
-        help="processes per service sharing its port; a consumer's workers split its partitions (one per core)",
+        help="processes per service sharing its port, a socket each; a consumer's workers split its partitions "
+        "(one per core)",
     )
     run.set_defaults(func=cmd_run)
     sub.add_parser("demo", help="the main job end to end on local infrastructure").set_defaults(func=cmd_demo)

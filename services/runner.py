@@ -35,7 +35,8 @@ def start(
     ports: Mapping[str, int] | None = None,
     workers: int = 1,
 ) -> list[RunningService]:
-    """Start each service as a uvicorn process (with `workers` > 1, a supervisor and that many workers)."""
+    """Start each service as a uvicorn process (with `workers` > 1, a supervisor and that many workers, a listening
+    socket each)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     running = []
     for name in names:
@@ -43,22 +44,23 @@ def start(
         port = (ports or {}).get(name, spec.port)
         log_path = log_dir / f"{name}.log"
         log_file = log_path.open("ab")
+        # One worker: uvicorn itself. Several: services.kit.serve, a socket per worker (SO_REUSEPORT), so that a
+        # client's few keep-alive connections are spread over the workers instead of landing on one.
+        server = ["services.kit.serve", spec.app, "--workers", str(workers)] if workers > 1 else ["uvicorn", spec.app]
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                spec.app,
+                *server,
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(port),
-                "--no-access-log",
+                *([] if workers > 1 else ["--no-access-log"]),
                 "--log-level",
                 "warning",
                 "--timeout-graceful-shutdown",
                 "10",
-                *(["--workers", str(workers)] if workers > 1 else []),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
