@@ -30,11 +30,14 @@ NAMES = (
     "publisher accepted rate, batches (POST /v1/listings/batch, 201)",
 )
 AUTHORITY = "court.bench-publisher"
-# The court service as deployed: one uvicorn process with its HTTP API and its outbox relay. Two workers
-# (`--workers 2`; store.take_relay_turn lets one relay send at a time) gave no measurable gain in alternated runs:
-# uvicorn's workers share one listening socket, so the bench's few long-lived connections all land on one worker
-# (CPU ticks per worker over 10 s: 174 and 652). Every figure of this bench is of that same service.
-COURT_WORKERS = 1
+# The court service with one worker per core (`--workers 2`), each accepting on a socket of its own
+# (services/kit/serve.py), as `blacklist-sync run court --workers 2` deploys it. Each worker serves the API and runs
+# an outbox relay; store.take_relay_turn lets one relay pass send at a time. With uvicorn's own workers, which share
+# one socket, the bench's few long-lived connections all landed on one worker (CPU ticks per worker over 10 s: 174
+# and 652) and two workers gave no gain. With a socket each, alternated full runs (`--only publisher`) measured the
+# batch route at 7,468 and 8,218 listings/s accepted (7,628 and 8,307 delivered) against one worker's 5,932 and
+# 5,500 (5,979 and 5,554). Every figure of this bench is of that same service.
+COURT_WORKERS = 2
 TARGET_RATE = 5000
 DRAIN_TIMEOUT_S = 300.0
 # The relay's backlog: 10,000 rows per second of HTTP load, i.e. 100,000 for --size full (10 s), 10,000 for tiny (1 s).
@@ -77,10 +80,10 @@ end
 # limit. A client loading listings in bulk sends full batches: each request's fixed costs (HTTP, auth, two round
 # trips to PostgreSQL, one log line) are spread over the most listings.
 BATCH = MAX_BATCH_LISTINGS
-# Batches in flight at once: one written while the other is parsed keeps the service's single event loop busy. More
-# only queue, and crowd out the outbox relay that shares the loop: with 4 in flight a full run accepted 5,150/s but
-# delivered 4,566/s to Kafka; with 2, 5,010 and 5,096; with 3, 4,906 and 4,990 (same machine, within minutes).
-BATCH_CONCURRENCY = 2
+# Batches in flight at once, two per worker: one written while the other is parsed keeps a worker's event loop busy.
+# More only queue, and crowd out the outbox relay that shares the loop: with one worker and 4 in flight a full run
+# accepted 5,150/s but delivered 4,566/s to Kafka; with 2, 5,010 and 5,096; with 3, 4,906 and 4,990.
+BATCH_CONCURRENCY = 2 * COURT_WORKERS
 
 # Sent by wrk, like every other HTTP figure: a Python client parsing the 201 answers cost about 40 µs of CPU per
 # listing on the two cores the server runs on. Each request is BATCH listings of LISTING_LUA's; wrk passes the
