@@ -181,7 +181,10 @@ class Pipeline:
                 # A rebalance took the partitions, or Kafka is away: the next owner re-applies from the last
                 # committed offset, which the version check makes a no-op.
                 log.warning("offset commit failed after apply (%s); records will be redelivered harmlessly", exc)
-            report_lag(self.name, consumer, offsets)
+            try:
+                report_lag(self.name, consumer, offsets)
+            except Exception:  # a metric must never end the committer (or, through flush(), the pipeline)
+                log.exception("consumer lag not reported")
             # The task stays through the spacing, so offsets arriving meanwhile wait for it rather than commit at once.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._hurry.wait(), COMMIT_SPACING_SECONDS)
@@ -206,8 +209,14 @@ class Pipeline:
 
 
 def report_lag(consumer_name: str, consumer: Any, ends: Offsets) -> None:
-    """Lag per partition seen in the batch: high watermark minus the offset after the batch's last record."""
+    """Lag per partition seen in the batch: high watermark minus the offset after the batch's last record.
+
+    Partitions a rebalance has taken meanwhile are skipped (their new owner reports them): aiokafka's highwater()
+    asserts that the partition is assigned, and an error here would end the committer task with it."""
+    assigned = consumer.assignment() if hasattr(consumer, "assignment") else None
     for tp, next_offset in ends.items():
+        if assigned is not None and tp not in assigned:
+            continue
         highwater = consumer.highwater(tp) if hasattr(consumer, "highwater") else None
         if highwater is not None:
             metrics.CONSUMER_LAG.labels(consumer_name, tp.topic, str(tp.partition)).set(max(highwater - next_offset, 0))
