@@ -37,12 +37,15 @@ SPAWN = multiprocessing.get_context("spawn")
 
 @dataclass(frozen=True)
 class Pace:
+    """`seconds` of measured stream at `rate`, after `warm_up_s` at the same rate that neither side's figures count."""
+
     rate: int
     seconds: float
+    warm_up_s: float = 0.0
 
     @property
     def total(self) -> int:
-        return round(self.rate * self.seconds)
+        return round(self.rate * (self.warm_up_s + self.seconds))
 
 
 def occurred_at(value: bytes) -> tuple[str, float]:
@@ -51,15 +54,24 @@ def occurred_at(value: bytes) -> tuple[str, float]:
     return event["listing"]["listing_id"], datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00")).timestamp()
 
 
-def latencies(batches: Sequence[tuple[float, Sequence[bytes]]]) -> list[float]:
-    """Seconds from each record's occurred_at to the moment its batch was done, the warm-up probe left out."""
+def latencies(batches: Sequence[tuple[float, Sequence[bytes]]]) -> list[tuple[float, float]]:
+    """(occurred_at, seconds from it to the moment its batch was done) of each record, the probe left out."""
     out = []
     for done_at, values in batches:
         for value in values:
             listing_id, stamp = occurred_at(value)
             if f":{PROBE}-" not in listing_id:
-                out.append(done_at - stamp)
+                out.append((stamp, done_at - stamp))
     return out
+
+
+def after_warm_up(
+    ours: Sequence[tuple[float, float]], raw: Sequence[tuple[float, float]], warm_up_s: float
+) -> tuple[list[float], list[float]]:
+    """The delays of the records stamped `warm_up_s` or later after the stream's first, on both sides alike."""
+    stamps = [stamp for stamp, _ in ours] + [stamp for stamp, _ in raw]
+    since = min(stamps, default=0.0) + warm_up_s
+    return [d for stamp, d in ours if stamp >= since], [d for stamp, d in raw if stamp >= since]
 
 
 class TimingKeeper(CopyKeeper):
@@ -139,7 +151,9 @@ def read_raw(settings: Settings, topic: str, expected: int, ready: ProcessEvent,
     out.put(asyncio.run(_read_raw(settings, topic, expected, ready)))
 
 
-async def _read_raw(settings: Settings, topic: str, expected: int, ready: ProcessEvent, timeout: float = 300) -> list[float]:
+async def _read_raw(
+    settings: Settings, topic: str, expected: int, ready: ProcessEvent, timeout: float = 300
+) -> list[tuple[float, float]]:
     consumer = raw_consumer(settings, [topic])
     await consumer.start()
     batches: list[tuple[float, list[bytes]]] = []
@@ -223,7 +237,9 @@ async def _send_probe(settings: Settings, workspace: Workspace) -> None:
         await producer.stop()
 
 
-async def _stream(settings: Settings, workspace: Workspace, pace: Pace) -> tuple[list[float], list[float], dict[str, float]]:
+async def _stream(
+    settings: Settings, workspace: Workspace, pace: Pace
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]], dict[str, float]]:
     pool = await workspace.pool()
     dlq = idempotent_producer(settings)
     await dlq.start()
@@ -254,7 +270,9 @@ async def _stream(settings: Settings, workspace: Workspace, pace: Pace) -> tuple
 
 async def run(settings: Settings, pace: Pace) -> list[Figure]:
     workspace = Workspace.new(settings, "latency")
-    progress(f"latency bench: {pace.rate:,}/s for {pace.seconds:.0f}s on {workspace.topic}")
+    progress(
+        f"latency bench: {pace.rate:,}/s, {pace.warm_up_s:g}s of warm-up then {pace.seconds:g}s measured, on {workspace.topic}"
+    )
     await workspace.create()
     try:
         ours, raw, produced = await _stream(settings, workspace, pace)
@@ -272,12 +290,24 @@ def drift_ms(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-def figures(ours: list[float], raw: list[float], produced: dict[str, float], pace: Pace) -> list[Figure]:
+def figures(
+    stamped_ours: list[tuple[float, float]], stamped_raw: list[tuple[float, float]], produced: dict[str, float], pace: Pace
+) -> list[Figure]:
+    ours, raw = after_warm_up(stamped_ours, stamped_raw, pace.warm_up_s)
+    every_ours, every_raw = [d for _, d in stamped_ours], [d for _, d in stamped_raw]
     notes: dict[str, object] = {
         "ours": drift_ms(ours),
         "raw": drift_ms(raw),
         "records": len(ours),
         "raw_records": len(raw),
+        "warm_up_s": pace.warm_up_s,
+        "with_warm_up_ms": {
+            "records": len(every_ours),
+            "p50": percentile(every_ours, 50) * 1000,
+            "p99": percentile(every_ours, 99) * 1000,
+            "raw_p50": percentile(every_raw, 50) * 1000,
+            "raw_p99": percentile(every_raw, 99) * 1000,
+        },
         "target_rate": pace.rate,
         "achieved_rate": round(produced["sent"] / produced["seconds"], 1),
         "late_ticks": produced["late_ticks"],
