@@ -126,13 +126,6 @@ class Workers:
                 slot.sock.close()
         return code
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    @property
-    def pids(self) -> list[int]:
-        return [s.process.pid for s in self._slots if s.process is not None and s.process.pid is not None]
-
     def _start(self, context: Any, n: int, slot: _Slot) -> None:
         options = {"app": self.app, **self.options}
         slot.process = context.Process(target=_serve, args=(options, slot.sock, os.getpid()), name=f"worker-{n}")
