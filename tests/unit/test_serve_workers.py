@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,11 +63,11 @@ def every_worker_answers(process: subprocess.Popen[bytes], port: int, workers: i
     return len(pids) == workers and answering_pids(port) == set(pids)
 
 
-def wait_for(condition: object, what: str, timeout: float = TIMEOUT_S) -> None:
+def wait_for(condition: Callable[[], object], what: str, timeout: float = TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if condition():  # type: ignore[operator]
+            if condition():
                 return
         except (httpx.HTTPError, ValueError):
             pass
