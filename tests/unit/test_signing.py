@@ -309,6 +309,27 @@ def test_malformed_signature_header_is_a_bad_signature(
     assert reason(keyring, values[4], headers | {header.value: raw}) == "bad_signature"
 
 
+ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
+
+
+def test_a_signature_openssl_accepts_libsodium_accepts_and_malleated_ones_it_refuses(
+    signing_keys: dict[str, SigningKey], keyring: Keyring
+) -> None:
+    """Verification runs on libsodium: it must accept what the signer (OpenSSL) signs, and refuse the same signature
+    with S + L (non-canonical, RFC 8032 section 5.1.7), with a byte more, or with a bit flipped."""
+    values = batch(3)
+    headers = signed(signing_keys["court-dev"], "court.x", values)[1]
+    signature = base64.b64decode(headers[Header.SIGNATURE.value])
+    root = merkle_root([leaf_hash(v) for v in values])
+    signing_keys["court-dev"].private_key.public_key().verify(signature, SIGNATURE_CONTEXT + root)  # OpenSSL: valid
+    assert keyring.verify(values[1], headers) == "court.x"
+
+    malleated = signature[:32] + (int.from_bytes(signature[32:], "little") + ED25519_ORDER).to_bytes(32, "little")
+    flipped = signature[:5] + bytes([signature[5] ^ 1]) + signature[6:]
+    for bad in (malleated, signature + b"\x00", flipped):
+        assert reason(keyring, values[1], headers | {Header.SIGNATURE.value: base64.b64encode(bad)}) == "bad_signature"
+
+
 @pytest.mark.parametrize("missing", [Header.KEY_ID, Header.AUTHORITY, Header.SIGNATURE, Header.MERKLE_SIZE, Header.MERKLE_INDEX])
 def test_missing_signature_header_is_a_bad_signature(
     missing: Header, signing_keys: dict[str, SigningKey], keyring: Keyring
