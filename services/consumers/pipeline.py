@@ -132,6 +132,9 @@ class Pipeline:
         self._queued.append(Admitted(prepared, starts, next_offsets(records)))
         if self._applier is None or self._applier.done():
             self._applier = asyncio.create_task(self._apply_queued(consumer, copy))
+            # Let it take the queue and send its statement now: otherwise it waits for the fetch loop's own
+            # bookkeeping after this batch (the framework's and the next poll's), some 0.15 ms a transaction.
+            await asyncio.sleep(0)
 
     async def _wait_for_room(self, records: int) -> None:
         while self._queued and sum(b.prepared.records for b in self._queued) + records > self.group_records:
