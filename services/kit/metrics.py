@@ -6,10 +6,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_APPLIED = Counter("blacklist_events_applied_total", "Records applied to a consumer's copy", ["consumer", "outcome"])
 DEAD_LETTERED = Counter("blacklist_events_dead_lettered_total", "Records sent to the dead-letter topic", ["consumer", "reason"])
-DELAY_SAMPLES_PER_BATCH = 32
+DELAY_SAMPLES_PER_BATCH = 8
 PUBLISH_TO_APPLY = Histogram(
     "blacklist_publish_to_apply_seconds",
-    "Time from an event's occurred_at to its commit in a consumer's copy (up to 32 records sampled per batch)",
+    "Time from an event's occurred_at to its commit in a consumer's copy (up to 8 records sampled per batch)",
     ["consumer"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
