@@ -22,6 +22,7 @@ from bench.harness import use_service_event_loop
 from bench.workspace import POLICY, Workspace
 from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
+from services.kit.db import HeldConnection
 from services.kit.heap import settle_heap
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
@@ -63,7 +64,8 @@ async def work(out: TextIO) -> None:
     dlq = idempotent_producer(settings)
     await dlq.start()
     keyring = Keyring.load(settings.keyring_path)
-    keeper = ReportingKeeper(POLICY, pool, keyring, dlq, out=out)
+    applying = HeldConnection(pool)  # as the consumer service applies
+    keeper = ReportingKeeper(POLICY, applying, keyring, dlq, out=out)
     broker = build_broker(POLICY, settings, lambda: keeper, topics=(job["topic"],), group_id=job["group"])
     loop = asyncio.get_running_loop()
     try:
@@ -75,6 +77,7 @@ async def work(out: TextIO) -> None:
     finally:
         await broker.stop()
         await dlq.stop()
+        await applying.close()
         await pool.close()
     keeper.say(f"verifications {keyring.verifications}")
 

@@ -25,6 +25,7 @@ from bench.workspace import POLICY, Workspace, end_offsets, produce, raw_consume
 from services.consumers import store
 from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
+from services.kit.db import HeldConnection
 from services.kit.intake import Rejection, admit, headers_of
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
@@ -74,7 +75,8 @@ async def pipeline_rate(settings: Settings, workspace: Workspace, keyring: Keyri
     pool = await workspace.pool()
     dlq = idempotent_producer(settings)
     await dlq.start()
-    keeper = CountingKeeper(POLICY, pool, keyring, dlq, total=total)
+    applying = HeldConnection(pool)  # as the consumer service applies
+    keeper = CountingKeeper(POLICY, applying, keyring, dlq, total=total)
     broker = build_broker(POLICY, settings, lambda: keeper, topics=(workspace.topic,), group_id=f"bench-{workspace.run}")
     await broker.start()
     try:
@@ -87,6 +89,7 @@ async def pipeline_rate(settings: Settings, workspace: Workspace, keyring: Keyri
     finally:
         await broker.stop()
         await dlq.stop()
+        await applying.close()
         await pool.close()
     return total / elapsed, keyring.verifications
 

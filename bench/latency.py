@@ -20,6 +20,7 @@ from bench.harness import Figure, percentile, progress, use_service_event_loop
 from bench.workspace import POLICY, Workspace, raw_consumer
 from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
+from services.kit.db import HeldConnection
 from services.kit.heap import settle_heap
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
@@ -243,7 +244,8 @@ async def _stream(
     pool = await workspace.pool()
     dlq = idempotent_producer(settings)
     await dlq.start()
-    keeper = TimingKeeper(POLICY, pool, Keyring.load(settings.keyring_path), dlq, expected=pace.total + 1)
+    applying = HeldConnection(pool)  # as the consumer service applies
+    keeper = TimingKeeper(POLICY, applying, Keyring.load(settings.keyring_path), dlq, expected=pace.total + 1)
     broker = build_broker(POLICY, settings, lambda: keeper, topics=(workspace.topic,), group_id=f"bench-{workspace.run}")
     children = Children()
     try:
@@ -263,6 +265,7 @@ async def _stream(
         children.go.set()  # a producer still waiting must not hang the join
         await broker.stop()
         await dlq.stop()
+        await applying.close()
         await pool.close()
         children.stop()
     return latencies(keeper.batches), raw, produced

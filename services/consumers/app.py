@@ -30,7 +30,7 @@ from services.consumers.copy import CopyKeeper
 from services.consumers.pipeline import Pipeline
 from services.consumers.policy import ConsumerPolicy
 from services.kit import logs, metrics
-from services.kit.db import create_pool, reachable
+from services.kit.db import HeldConnection, create_pool, reachable
 from services.kit.heap import settle_heap
 from services.kit.http import install_common, unprocessable
 from services.kit.kafka import broker as kafka_broker
@@ -163,7 +163,8 @@ def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> Fast
         pool = await create_pool(settings.database_url, policy.name, max_size=10, reset_sessions=False)
         check_lane = await CheckConnections.open(settings.database_url, policy.name)
         dlq = idempotent_producer(settings)
-        state.update(pool=pool, checks=check_lane, keeper=CopyKeeper(policy, pool, keyring, dlq))
+        applying = HeldConnection(pool)  # transactions come one at a time: one connection, kept
+        state.update(pool=pool, checks=check_lane, keeper=CopyKeeper(policy, applying, keyring, dlq))
         settle_heap()  # before the first fetch: a full collection later would stall the pipeline
         starter = asyncio.create_task(_start_all(dlq, start_broker))
         sweeper = asyncio.create_task(retention.sweep_forever(pool, policy.name, retention.retention_from_env()))
@@ -177,6 +178,7 @@ def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> Fast
             await batches.close()  # commit what is applied; a batch arriving now is rewound, not committed
             await broker.stop()
             await dlq.stop()
+            await applying.close()
             await check_lane.close()
             await pool.close()
 

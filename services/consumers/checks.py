@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ from schemas.catalogue import REGION
 from schemas.events import SubjectKind, UtcDatetime
 from services.consumers import store
 from services.consumers.policy import ConsumerPolicy
-from services.kit.db import create_pool
+from services.kit.db import create_pool, drop, reusable
 from services.kit.subjects import id_hash
 
 
@@ -96,14 +95,14 @@ class CheckConnections:
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         conn = await self._idle.get()
         try:
-            if not _reusable(conn):
-                _drop(conn)
+            if not reusable(conn):
+                drop(conn)
                 conn = None
                 conn = await self.pool.acquire()
                 await conn.execute(GENERIC_PLANS)
             rows: list[asyncpg.Record] = await conn.fetch(query, *args)
         except BaseException:
-            _drop(conn)  # a query cut short leaves the protocol in an unknown state: never reuse it
+            drop(conn)  # a query cut short leaves the protocol in an unknown state: never reuse it
             self._idle.put_nowait(None)
             raise
         self._idle.put_nowait(conn)
@@ -113,7 +112,7 @@ class CheckConnections:
         """Give the idle connections back and close the pool; one a check still holds is cut after `timeout`."""
         while not self._idle.empty():
             conn = self._idle.get_nowait()
-            if _reusable(conn):
+            if reusable(conn):
                 await self.pool.release(conn)
         try:
             await asyncio.wait_for(self.pool.close(), timeout)
@@ -172,20 +171,6 @@ class AskBatches:
         for (_, answer), found in zip(batch, answers, strict=True):
             if not answer.done():  # a check given up meanwhile (its client left) wants no answer
                 answer.set_result(found)
-
-
-def _reusable(conn: Any) -> bool:
-    try:
-        return conn is not None and not conn.is_closed()
-    except asyncpg.InterfaceError:  # its socket closed and the pool has taken it back already
-        return False
-
-
-def _drop(conn: Any) -> None:
-    """Hand a connection's slot back to the pool, which opens a fresh one on the next acquire."""
-    if conn is not None:
-        with contextlib.suppress(asyncpg.InterfaceError):  # the pool may have taken it back already
-            conn.terminate()
 
 
 def codes_for(policy: ConsumerPolicy, request: CheckRequest) -> list[str]:

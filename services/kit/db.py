@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 import asyncpg
 
 from schemas.catalogue import schema_name
@@ -40,3 +44,60 @@ async def reachable(pool: asyncpg.Pool | None, timeout: float = 2.0) -> bool:
 
 async def keep_session(_: asyncpg.Connection) -> None:
     """A release without the reset query (asyncpg still rolls back a transaction left open)."""
+
+
+class HeldConnection:
+    """Stands in for a pool (`acquire()`): one connection, taken from the pool once and kept, for a user whose
+    statements follow one another, such as a consumer's pipeline with its one transaction at a time. Each
+    transaction otherwise paid the pool's acquire and release: some 50 µs of CPU and a turn of the event loop,
+    0.15 ms at the median between a commit and the return to the pipeline under the latency bench's load.
+
+    A connection found closed, or in use when a statement was cut short (an error, a cancellation: its protocol
+    state is then unknown), is terminated, which hands its slot back to the pool, and replaced on the next
+    acquire. A second user while the connection is busy gets one of the pool's. `close()` before the pool's."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._conn: Any = None
+        self._busy = False
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        if self._busy:
+            async with self.pool.acquire() as conn:
+                yield conn
+            return
+        self._busy = True
+        try:
+            if not reusable(self._conn):
+                drop(self._conn)
+                self._conn = None
+                self._conn = await self.pool.acquire()
+            try:
+                yield self._conn
+            except BaseException:
+                drop(self._conn)
+                self._conn = None
+                raise
+        finally:
+            self._busy = False
+
+    async def close(self) -> None:
+        """Give the connection back to the pool."""
+        conn, self._conn = self._conn, None
+        if reusable(conn):
+            await self.pool.release(conn)
+
+
+def reusable(conn: Any) -> bool:
+    try:
+        return conn is not None and not conn.is_closed()
+    except asyncpg.InterfaceError:  # its socket closed and the pool has taken it back already
+        return False
+
+
+def drop(conn: Any) -> None:
+    """Hand a connection's slot back to the pool, which opens a fresh one on the next acquire."""
+    if conn is not None:
+        with contextlib.suppress(asyncpg.InterfaceError):  # the pool may have taken it back already
+            conn.terminate()
