@@ -83,9 +83,11 @@ class HeldConnection:
             self._busy = False
 
     async def close(self) -> None:
-        """Give the connection back to the pool."""
+        """Give the connection back to the pool (cut it, if a statement is still running on it)."""
         conn, self._conn = self._conn, None
-        if reusable(conn):
+        if self._busy:
+            drop(conn)
+        elif reusable(conn):
             await self.pool.release(conn)
 
 

@@ -108,3 +108,21 @@ async def test_a_cancelled_statement_does_not_leave_its_connection_to_the_next_t
 
     assert await backend(held) != first
     await held.close()
+
+
+async def test_close_while_a_statement_runs_cuts_that_connection_so_the_pool_can_close(pool: asyncpg.Pool) -> None:
+    held = HeldConnection(pool)
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        async with held.acquire() as conn:
+            started.set()
+            await conn.execute("SELECT pg_sleep(5)")
+
+    task = asyncio.create_task(slow())
+    await started.wait()
+    await held.close()
+
+    with pytest.raises(Exception):  # noqa: B017 - whichever error asyncpg raises for a connection cut mid-statement
+        await task
+    await asyncio.wait_for(pool.close(), 5)
