@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
 import asyncpg
+import orjson
 
 from services.consumers.policy import CopyRow
 
@@ -61,14 +62,17 @@ COLUMNS = (
     "effective_from",
     "expires_at",
 )
+# A small batch travels as one JSON document that PostgreSQL unpacks: asyncpg's encoding of twelve arrays (an
+# isinstance test per element among other things) cost more than the statement itself, 0.83 against 0.59 ms for a
+# transaction of 12 new rows here. Field names are the COLUMNS; json_document() writes the rows.
 APPLY = _UPSERT.format(
-    source="""unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-              $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[])
-       AS u(listing_id, version, list, authority, subject_kind, id_hash, id_masked, restrictions,
-            scope, case_number, effective_from, expires_at)"""
+    source="""json_to_recordset($1::json)
+       AS u(listing_id text, version int, list text, authority text, subject_kind text, id_hash text, id_masked text,
+            restrictions text, scope text, case_number text, effective_from timestamptz, expires_at timestamptz)"""
 )
-# Large batches go through a session's own staging table: binary COPY encodes each value once, where the 12
-# arrays of APPLY cost asyncpg about twice the client CPU per row. Emptied by every commit or rollback.
+# Large batches go through a session's own staging table, filled by binary COPY: from about 256 rows that costs less
+# than APPLY's JSON document (8.1 against 8.2 ms at 256 new rows, 14.0 against 15.6 at 512; 5.1 against 4.1 at 128).
+# Emptied by every commit or rollback.
 STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS apply_stage (
     listing_id text, version int, list text, authority text, subject_kind text, id_hash text, id_masked text,
@@ -76,7 +80,7 @@ CREATE TEMP TABLE IF NOT EXISTS apply_stage (
 ) ON COMMIT DELETE ROWS
 """
 APPLY_STAGED = _UPSERT.format(source="pg_temp.apply_stage AS u")
-COPY_FROM_ROWS = 256  # below this, one statement with arrays costs less than the three of a COPY
+COPY_FROM_ROWS = 256  # below this, one statement with a JSON document costs less than the three of a COPY
 
 
 def _values(change: Change) -> tuple[object, ...]:
@@ -85,6 +89,25 @@ def _values(change: Change) -> tuple[object, ...]:
     if r is None:
         return (change.listing_id, change.version, *_NO_DATA)
     return (change.listing_id, change.version, *r[2:7], ",".join(r.restrictions), *r[8:])
+
+
+# asyncpg sends the first and the last instant a datetime can hold as -infinity and infinity (the staged COPY and the
+# rebuild store them so): the JSON document must say the same, or the two paths would store different values.
+_JSON_EDGES: dict[object, str] = {
+    datetime.max.replace(tzinfo=UTC): "infinity",
+    datetime.min.replace(tzinfo=UTC): "-infinity",
+}
+
+
+def json_document(rows: Sequence[tuple[object, ...]]) -> str:
+    """Rows as COLUMNS lists them (see `_values`), as the JSON array of objects APPLY unpacks."""
+    edges = _JSON_EDGES
+    return orjson.dumps(
+        [
+            dict(zip(COLUMNS, (*row[:10], edges.get(row[10], row[10]), edges.get(row[11], row[11])), strict=True))
+            for row in rows
+        ]
+    ).decode()
 
 
 # A copy row's fields are the COLUMNS, in order: rows are built from it by position.
@@ -103,7 +126,7 @@ async def apply_batch(conn: asyncpg.Connection, changes: Sequence[Change]) -> in
     if not rows:
         return 0
     if len(rows) < COPY_FROM_ROWS:
-        return _changed(await conn.execute(APPLY, *(list(column) for column in zip(*rows, strict=True))))
+        return _changed(await conn.execute(APPLY, json_document(rows)))
     if conn.is_in_transaction():
         return await _apply_staged(conn, rows)
     async with conn.transaction():  # in autocommit, the COPY's own commit would empty the stage before the upsert

@@ -3,10 +3,13 @@ the same batch, inside or outside a caller's transaction, and nothing left stage
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import asyncpg
 import pytest
 
 from services.consumers import store
+from services.consumers.policy import CopyRow
 from tests.integration.test_rebuild_bulk import random_history, rows_of, schemas
 
 pytestmark = pytest.mark.integration
@@ -21,7 +24,7 @@ def large_history(seed: int) -> list[store.Change]:
 
 
 async def unstaged(conn: asyncpg.Connection, schema: str, changes: list[store.Change], monkeypatch: pytest.MonkeyPatch) -> int:
-    """The same batch through the one-statement path (arrays), the reference the COPY path must equal."""
+    """The same batch through the one-statement path (one JSON document), the reference the COPY path must equal."""
     await conn.execute(f'SET search_path TO "{schema}"')
     with monkeypatch.context() as patch:
         patch.setattr(store, "COPY_FROM_ROWS", 10**9)
@@ -99,3 +102,49 @@ async def test_a_rolled_back_large_batch_leaves_nothing_applied_and_the_next_bat
 
     assert await rows_of(conn, staged) == await rows_of(conn, reference)
     assert await conn.fetchval("SELECT count(*) FROM pg_temp.apply_stage") == 0, "the commit empties the stage"
+
+
+INDIA = timezone(timedelta(hours=5, minutes=30))
+
+
+def awkward_rows() -> list[store.Change]:
+    """Rows whose values a JSON document could carry differently from binary COPY: the first and last instants
+    (asyncpg sends them as -infinity and infinity), an offset other than UTC, microseconds, and texts with quotes,
+    backslashes, a newline, non-ASCII letters and an emoji."""
+    edges = [
+        (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)),
+        (datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=INDIA), datetime(2030, 1, 1, tzinfo=UTC)),
+        (datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 58, tzinfo=UTC)),
+    ]
+    texts = ['(2026) "quoted" \\ case', "line\nbreak", "京 (2026) 执 1234号 ✓ 🚫"]
+    changes = []
+    for n, ((since, until), case) in enumerate(zip(edges, texts, strict=True)):
+        listing_id = f"court.bj-1st-intermediate:awkward-{n}"
+        row = CopyRow(listing_id, 2, "court.dishonest_debtor", "court.bj-1st-intermediate", "person", f"{n:064x}",
+                      "110101********1234", ("FLIGHT", "RAIL"), "national", case, since, until)
+        changes.append(store.Change(listing_id, 2, row))
+    changes.append(store.Change("court.bj-1st-intermediate:awkward-marker", 3, None))
+    return changes
+
+
+async def test_awkward_values_are_stored_alike_by_the_json_document_and_by_copy(
+    schemas: tuple[asyncpg.Connection, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn, as_json, as_copy = schemas
+    changes = awkward_rows()
+    await conn.execute(f'SET search_path TO "{as_json}"')
+    assert await store.apply_batch(conn, changes) == len(changes)  # under COPY_FROM_ROWS: the JSON document
+
+    await conn.execute(f'SET search_path TO "{as_copy}"')
+    monkeypatch.setattr(store, "COPY_FROM_ROWS", 1)
+    assert await store.apply_batch(conn, changes) == len(changes)
+
+    as_text = (
+        "SELECT listing_id, case_number, effective_from::text, expires_at::text, restrictions::text FROM listings ORDER BY 1"
+    )
+    await conn.execute(f'SET search_path TO "{as_json}"')
+    from_json = [tuple(r) for r in await conn.fetch(as_text)]
+    assert await rows_of(conn, as_json) == await rows_of(conn, as_copy)
+    await conn.execute(f'SET search_path TO "{as_copy}"')
+    assert [tuple(r) for r in await conn.fetch(as_text)] == from_json
+    assert from_json[0][2:4] == ("-infinity", "infinity")

@@ -88,5 +88,5 @@ async def test_a_large_batch_is_staged_and_applied_inside_one_transaction(
 
     statements = [q.split()[0].rstrip(";").upper() for q in keeper.sent]
     assert statements[0] == "BEGIN" and statements[-1] == "COMMIT", keeper.sent
-    assert keeper.sent.count(store.APPLY) == 0, "staged with COPY, not sent as arrays"
+    assert keeper.sent.count(store.APPLY) == 0, "staged with COPY, not sent as one JSON document"
     assert await rows_of(conn, schema) == await reference(conn, expected_schema, changes) != []
