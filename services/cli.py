@@ -59,12 +59,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if len(names) == 1 and not args.port_offset:
         import uvicorn
 
-        from services.kit.serve import Workers
+        from services.kit.serve import run_workers
 
         spec = SERVICES[names[0]]
         if args.workers > 1:
             options = {"access_log": False, "timeout_graceful_shutdown": 10}
-            return Workers(spec.app, args.host, spec.port, args.workers, options).run()
+            return run_workers(spec.app, args.host, spec.port, args.workers, options)
         uvicorn.run(spec.app, host=args.host, port=spec.port, access_log=False)
         return 0
     ports = {n: SERVICES[n].port + args.port_offset for n in names}

@@ -171,6 +171,15 @@ class Workers:
                 process.join()
 
 
+def run_workers(app: str, host: str, port: int, count: int, options: dict[str, Any]) -> int:
+    """`Workers(...).run()`, with a port that cannot be had reported in one line with what to check, not a traceback."""
+    try:
+        return Workers(app, host, port, count, options).run()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d (%s); is another process using the port?", host, port, exc)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.kit.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("app", help="the app as module:attribute, e.g. services.publishers.court.app:app")
@@ -188,11 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "log_level": args.log_level,
         "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
     }
-    try:
-        return Workers(args.app, args.host, args.port, args.workers, options).run()
-    except OSError as exc:
-        log.error("cannot listen on %s:%d (%s); is another process using the port?", args.host, args.port, exc)
-        return 1
+    return run_workers(args.app, args.host, args.port, args.workers, options)
 
 
 if __name__ == "__main__":
