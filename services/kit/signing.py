@@ -382,9 +382,11 @@ class Keyring:
         """`verify` for each (value, headers), in order: the authority, or the error `verify` would raise.
 
         Decides exactly as `verify` does record by record, only cheaper: the records of one signed batch found in
-        a fetch (all of it, or the run a partition holds) are judged together, their part of the tree built once
-        from their own values and its root's signature checked once (see `PartialTree`). Every record those do
-        not accept, and every record of a group that cannot be judged together, goes through `verify` itself."""
+        a fetch are judged together and its root's signature is checked once. A run of the batch (all of it, or
+        what a partition holds of a batch keyed to it) has its part of the tree built once from its own values
+        (see `PartialTree`); leaves scattered over the batch (a partition's share of one spread over all of them)
+        have their own paths walked, merged where they meet (see `walk_together`). Every record those do not
+        accept, and every record of a group that cannot be judged together, goes through `verify` itself."""
         results: list[str | VerificationError | None] = [None] * len(records)
         for members in _signed_batches(records).values():
             for position, authority in self._verify_whole(records, members).items():
@@ -417,25 +419,41 @@ class Keyring:
         if len(by_index) != len(members) or min(by_index) < 0 or max(by_index) >= size:
             return {}  # a repeated record, or an index `verify` refuses: each one is judged on its own
         if 2 * len(members) < max(by_index) - min(by_index) + 1:
-            return {}  # scattered leaves share few nodes: `verify`'s memo of the walk costs less than this tree
+            # Scattered leaves (a partition's share of a batch spread over all partitions) share few nodes: each
+            # record's own path is walked, and the walks are merged where they meet (see `walk_together`).
+            walks = {}
+            for index, position in by_index.items():
+                value, headers = records[position]
+                path = _decoded_path(headers)
+                if path is None:
+                    return {}
+                walks[index] = (leaf_hash(value), path)
+            root = walk_together(size, walks)
+            if root is None or not self._signed(key, signature, root):
+                return {}
+            return dict.fromkeys(by_index.values(), authority)
         tree = PartialTree(size, {i: leaf_hash(records[p][0]) for i, p in by_index.items()})
-        if not tree.complete(lambda i: _decoded_path(records[by_index[i]][1])):
+        if not tree.complete(lambda i: _decoded_path(records[by_index[i]][1])) or not self._signed(key, signature, tree.root):
             return {}
-        verified = (key.key_id, signature, tree.root)
-        if verified not in self._verified:
-            try:
-                self._verify_root(key, signature, tree.root)
-            except VerificationError:
-                return {}  # some record is not what was signed: each one is judged on its own
-            if len(self._verified) >= self._cache_size:
-                self._verified.clear()
-            self._verified.add(verified)
         accepted = {}
         for index, path in tree.paths().items():
             position = by_index[index]
             if records[position][1].get(_MERKLE_PATH) == base64.b64encode(path):
                 accepted[position] = authority
         return accepted
+
+    def _signed(self, key: TrustedKey, signature: bytes, root: bytes) -> bool:
+        """Whether `signature` by `key` covers `root`, as `verify` would find it (and caches it)."""
+        verified = (key.key_id, signature, root)
+        if verified not in self._verified:
+            try:
+                self._verify_root(key, signature, root)
+            except VerificationError:
+                return False  # some record is not what was signed: each one is judged on its own
+            if len(self._verified) >= self._cache_size:
+                self._verified.clear()
+            self._verified.add(verified)
+        return True
 
     def _covers(self, key: TrustedKey, authority: str) -> bool:
         if not AUTHORITY_ID.match(authority):  # hostile headers must not grow the memo below without bound
@@ -528,6 +546,54 @@ class PartialTree:
                 here[node] = nodes[sibling] + above[node >> 1] if sibling < width else above[node >> 1]
             above = here
         return above
+
+
+def walk_together(size: int, walks: Mapping[int, tuple[bytes, bytes]]) -> bytes | None:
+    """The root that every leaf's walk up its own audit path reaches, or None unless each one reaches the same root.
+
+    `walks` maps a leaf's index to its hash and its decoded path. When the result is not None it equals
+    `root_from_path(leaf, index, size, path)` for every one of them. The leaves are walked in index order, a level
+    at a time as in `tree_levels` (node n has a sibling when n ^ 1 is within its level; an odd last node is carried
+    up without using the path). Each walk stops at the level where it meets the previous leaf's walk: there it must
+    hold the same node, and the rest of its path must be the same bytes as the rest of the path that went on from
+    that node, so it would compute what that walk computed. The first walk goes to the root and must use up its
+    path. Any difference gives None, even one that `root_from_path` alone would not notice."""
+    if not 0 < size <= 1 << 20:
+        return None
+    widths = [size]
+    while widths[-1] > 1:
+        widths.append((widths[-1] + 1) // 2)
+    top = len(widths) - 1
+    # The nodes on the root path of the last leaf walked, and the path (with the bytes of it used) that went on from
+    # each: every leaf walked so far reached the root through these, from the level where it met them.
+    nodes: list[bytes] = [b""] * len(widths)
+    rests: list[tuple[bytes, int]] = [(b"", 0)] * len(widths)
+    previous = -1
+    for index in sorted(walks):
+        if not 0 <= index < size:
+            return None
+        r, path = walks[index]
+        meet = top if previous < 0 else (index ^ previous).bit_length()
+        at = 0
+        for level in range(meet):
+            nodes[level], rests[level] = r, (path, at)
+            node = index >> level
+            if node ^ 1 < widths[level]:
+                given = path[at : at + HASH_SIZE]
+                if len(given) != HASH_SIZE:
+                    return None
+                r = hashlib.sha256(b"\x01" + (given + r if node & 1 else r + given)).digest()
+                at += HASH_SIZE
+        if previous < 0:
+            if at != len(path):
+                return None
+            nodes[top], rests[top] = r, (path, at)
+        else:
+            seen_path, seen_at = rests[meet]
+            if r != nodes[meet] or path[at:] != seen_path[seen_at:]:
+                return None
+        previous = index
+    return nodes[top]
 
 
 def _decoded_path(headers: Mapping[str, bytes]) -> bytes | None:

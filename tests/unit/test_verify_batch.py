@@ -18,8 +18,10 @@ from services.kit.signing import (
     VerificationError,
     audit_paths,
     leaf_hash,
+    merkle_root,
     root_from_path,
     sign_batch,
+    walk_together,
 )
 
 Record = tuple[bytes, dict[str, bytes]]
@@ -224,3 +226,62 @@ def test_a_forged_path_in_a_run_is_refused_and_the_rest_of_the_run_accepted(
 
     assert results[1:] == ["court.x"] * 19
     assert isinstance(results[0], VerificationError) and results[0].reason == "bad_signature"
+
+
+@settings(max_examples=300, deadline=None)
+@given(size=st.integers(1, 70), data=st.data())
+def test_walking_leaves_together_yields_only_the_root_each_one_walks_to(size: int, data: st.DataObject) -> None:
+    leaves = [leaf_hash(f"record {i}".encode()) for i in range(size)]
+    paths = audit_paths(leaves)
+    chosen = data.draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=size, unique=True))
+    walks = {i: (leaves[i], b"".join(paths[i])) for i in chosen}
+    edited = data.draw(st.booleans())
+    if edited:
+        i = data.draw(st.sampled_from(chosen))
+        path = list(paths[i])
+        edit = data.draw(st.sampled_from(["flip", "drop", "add", "leaf", "index"]))
+        if edit == "flip" and path:
+            at = data.draw(st.integers(0, len(path) - 1))
+            path[at] = bytes([path[at][0] ^ 1]) + path[at][1:]
+        elif edit == "drop" and path:
+            path.pop(data.draw(st.integers(0, len(path) - 1)))
+        elif edit == "add":
+            path.append(leaves[0])
+        walks[i] = (leaves[(i + 1) % size] if edit == "leaf" else leaves[i], b"".join(path))
+        if edit == "index":
+            walks[data.draw(st.sampled_from([-1, size, size + 3]))] = walks.pop(i)
+    claimed = data.draw(st.sampled_from([size, size, size + 1, max(1, size - 1)]))
+
+    root = walk_together(claimed, walks)
+
+    if root is not None:  # never a root that some leaf's own walk would not reach
+        assert all(root_from_path(leaf, i, claimed, _split(path)) == root for i, (leaf, path) in walks.items())
+    if not edited and claimed == size:
+        assert root == merkle_root(leaves)
+
+
+def _split(path: bytes) -> list[bytes]:
+    return [path[at : at + 32] for at in range(0, len(path), 32)]
+
+
+def test_a_partitions_share_of_a_batch_costs_one_verification_and_no_per_record_fallback(
+    signing_keys: dict[str, SigningKey], keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay spreads a signed batch over the topic's partitions: one partition holds every sixth record or so."""
+    values = [f'{{"r":{i}}}'.encode() for i in range(500)]
+    records = signed_records(signing_keys["court-dev"], "court.x", values)[2::6]
+    monkeypatch.setattr(Keyring, "verify", lambda *_: pytest.fail("a share of a batch must not fall back to verify()"))
+
+    assert keyring.verify_batch(records) == ["court.x"] * len(records)
+    assert keyring.verifications == 1
+
+
+@pytest.mark.parametrize("how", TAMPERINGS)
+def test_a_tampered_record_in_a_partitions_share_is_decided_as_verifying_each_record_alone(
+    signing_keys: dict[str, SigningKey], keyring: Keyring, how: str
+) -> None:
+    values = [f'{{"r":{i}}}'.encode() for i in range(500)]
+    records = tamper(signed_records(signing_keys["court-dev"], "court.x", values)[1::7], how, 30)
+    fresh = Keyring.from_json(keyring_document(keyring))
+
+    assert batched(keyring, records) == one_by_one(fresh, records)
