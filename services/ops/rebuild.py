@@ -4,7 +4,7 @@ The check API keeps answering from the live table the whole time. The bulk of th
 the shadow table's indexes are dropped, loaders (one per core, at most two, each on partitions of its own, in a
 process of its own when there are two; REBUILD_WORKERS overrides the count) admit every record through
 CopyKeeper's prepare and binary-COPY every change into it, then one DELETE keeps the newest version per listing
-(skipped when the primary key builds without it) and the indexes are built again, sorted, in one go. The table
+(skipped when the primary key builds without it) and the indexes are built again, sorted, two at a time. The table
 stays logged: COPY writes WAL a page at a time, and SET LOGGED after an unlogged load would rewrite it all.
 What arrives after that goes through CopyKeeper's ordinary apply, as before.
 
@@ -153,7 +153,7 @@ async def _build_and_swap(
         ends = EndOffsets(probe, partitions)
         bulk = Bulk(settings, consumer, sorted(known), spares)
         laps.lap("start")
-        await _fill(bulk, control, deferred, read, ends, handle, tally, letters, laps)
+        await _fill(bulk, control, pool, deferred, read, ends, handle, tally, letters, laps)
         # The consumer's own retention, so that the new copy holds no more personal data than the live one.
         await sweep_once(pool, retention_from_env())
         paused_ms = await _swap(consumer, control, read, ends, handle)
@@ -180,6 +180,7 @@ class EndOffsets:
 async def _fill(
     bulk: Bulk,
     control: asyncpg.Connection,
+    pool: asyncpg.Pool,
     deferred: Deferred,
     read: BoundedRead,
     ends: EndOffsets,
@@ -200,7 +201,8 @@ async def _fill(
     letters.written += loaded.letters_written
     letters.skipped += loaded.letters_skipped
     laps.lap("load")
-    tally.applied += loaded.accepted - await deferred.finish(control)
+    async with pool.acquire() as helper:
+        tally.applied += loaded.accepted - await deferred.finish(control, helper)
     laps.lap("dedupe and index")
     for _ in range(CATCH_UP_ROUNDS):
         end = await ends.now()
@@ -231,37 +233,55 @@ class Deferred:
             await control.execute(f"ALTER TABLE {table} ADD COLUMN arrival bigint")
         return cls(table, indexes)
 
-    async def finish(self, control: asyncpg.Connection) -> int:
-        """Keep the newest version per listing, build the indexes again; returns the rows removed."""
-        async with control.transaction():
-            await control.execute(f"SET LOCAL work_mem = '{BULK_MEMORY}'")
-            await control.execute(f"SET LOCAL maintenance_work_mem = '{BULK_MEMORY}'")
-            removed = _count(await control.execute(UNUSED.replace("FROM listings", f"FROM {self.table}")))
-            removed += await self._primary_key(control)
-            await control.execute(f"ALTER TABLE {self.table} DROP COLUMN arrival")
-            for index in self.indexes:
-                if not index["constraint_name"]:
-                    await control.execute(index["definition"])
-        return removed
+    async def finish(self, control: asyncpg.Connection, helper: asyncpg.Connection) -> int:
+        """Keep the newest version per listing, build the indexes again; returns the rows removed.
 
-    async def _primary_key(self, control: asyncpg.Connection) -> int:
-        """Build the unique keys; only where two versions of a listing were loaded are older ones removed first."""
-        keys = [i for i in self.indexes if i["constraint_name"]]
+        The unique keys are built on `control` while the other indexes are built on `helper`, each sort on a core of
+        its own: a CREATE INDEX takes a SHARE lock, which lets the other build go on. A dedupe, when one is needed,
+        waits for them (its DELETE conflicts with that lock). Nothing here needs one transaction: until the swap
+        nobody reads the shadow table, and an interrupted rebuild drops it."""
+        for conn in (control, helper):
+            await conn.execute(f"SET work_mem = '{BULK_MEMORY}'; SET maintenance_work_mem = '{BULK_MEMORY}'")
         try:
-            async with control.transaction():  # a savepoint: a failed build leaves the loaded rows as they are
-                await self._add(control, keys)
-            return 0  # one row per listing already, as a compacted topic usually gives: no sort for the dedupe
-        except asyncpg.UniqueViolationError:
-            pass
-        removed = _count(await control.execute(DEDUPE.replace("FROM listings", f"FROM {self.table}")))
-        await self._add(control, keys)
+            removed = _count(await control.execute(UNUSED.replace("FROM listings", f"FROM {self.table}")))
+            others = [i["definition"] for i in self.indexes if not i["constraint_name"]]
+            async with asyncio.TaskGroup() as builds:  # a failed build cancels the other before the error goes on
+                keys = builds.create_task(self._unique_keys(control))
+                builds.create_task(_run_each(helper, others))
+            removed_twins = keys.result()
+            async with control.transaction():
+                for key in self._keys():
+                    kind = "PRIMARY KEY" if key["constraint_definition"].startswith("PRIMARY KEY") else "UNIQUE"
+                    await control.execute(
+                        f'ALTER TABLE {self.table} ADD CONSTRAINT "{key["constraint_name"]}" {kind} USING INDEX "{key["name"]}"'
+                    )
+                await control.execute(f"ALTER TABLE {self.table} DROP COLUMN arrival")
+        finally:
+            for conn in (control, helper):
+                await conn.execute("RESET work_mem; RESET maintenance_work_mem")
+        return removed + removed_twins
+
+    def _keys(self) -> list[asyncpg.Record]:
+        return [i for i in self.indexes if i["constraint_name"]]
+
+    async def _unique_keys(self, control: asyncpg.Connection) -> int:
+        """Build the unique keys' indexes; only where two versions of a listing were loaded (the build fails) are the
+        older ones removed first, which sorts every row: a compacted topic usually gives one row per listing."""
+        removed, deduped = 0, False
+        for key in self._keys():
+            try:
+                await control.execute(key["definition"])
+            except asyncpg.UniqueViolationError:  # the failed build leaves no index behind
+                if deduped:
+                    raise
+                removed, deduped = _count(await control.execute(DEDUPE.replace("FROM listings", f"FROM {self.table}"))), True
+                await control.execute(key["definition"])
         return removed
 
-    async def _add(self, control: asyncpg.Connection, keys: Sequence[asyncpg.Record]) -> None:
-        for key in keys:
-            await control.execute(
-                f'ALTER TABLE {self.table} ADD CONSTRAINT "{key["constraint_name"]}" {key["constraint_definition"]}'
-            )
+
+async def _run_each(conn: asyncpg.Connection, statements: Sequence[str]) -> None:
+    for statement in statements:
+        await conn.execute(statement)
 
 
 def _count(status: str) -> int:

@@ -116,7 +116,7 @@ async def indexes_of(conn: asyncpg.Connection, schema: str) -> list[str]:
     return [r["indexdef"].replace(f"{schema}.", "") for r in rows]
 
 
-async def bulk_load(conn: asyncpg.Connection, schema: str, loaders: Sequence[Sequence[store.Change]]) -> int:
+async def bulk_load(conn: asyncpg.Connection, schema: str, loaders: Sequence[Sequence[store.Change]], database_url: str) -> int:
     deferred = await Deferred.take(conn, schema)
     await conn.execute(f'SET search_path TO "{schema}"')
     for number, changes in enumerate(loaders):
@@ -124,12 +124,24 @@ async def bulk_load(conn: asyncpg.Connection, schema: str, loaders: Sequence[Seq
         for change in changes:
             await stager.put(Prepared(records=1, changes=[change]))
         await stager.flush()
-    return await deferred.finish(conn)
+    helper = await asyncpg.connect(database_url)  # the second connection the rebuild builds indexes on
+    try:
+        return await deferred.finish(conn, helper)
+    finally:
+        await helper.close()
+
+
+async def constraints_of(conn: asyncpg.Connection, schema: str) -> list[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = $1::regnamespace ORDER BY 1",
+        schema,
+    )
+    return [(r[0], r[1]) for r in rows]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_bulk_load_keeps_what_applying_record_by_record_keeps(
-    schemas: tuple[asyncpg.Connection, str, str], seed: int
+    schemas: tuple[asyncpg.Connection, str, str], seed: int, infra: Infra
 ) -> None:
     conn, one_by_one, bulk = schemas
     changes = random_history(seed)
@@ -137,16 +149,17 @@ async def test_bulk_load_keeps_what_applying_record_by_record_keeps(
     for change in changes:
         await store.apply_batch(conn, [change])
 
-    removed = await bulk_load(conn, bulk, [changes])
+    removed = await bulk_load(conn, bulk, [changes], infra.database_url)
 
     expected = await rows_of(conn, one_by_one)
     assert await rows_of(conn, bulk) == expected
     assert removed == len(changes) - len(expected)
     assert await indexes_of(conn, bulk) == await indexes_of(conn, one_by_one), "every index is built again"
+    assert await constraints_of(conn, bulk) == await constraints_of(conn, one_by_one), "and every constraint"
 
 
 async def test_bulk_load_of_listings_split_across_loaders_keeps_each_listings_newest_version(
-    schemas: tuple[asyncpg.Connection, str, str],
+    schemas: tuple[asyncpg.Connection, str, str], infra: Infra
 ) -> None:
     conn, one_by_one, bulk = schemas
     changes = random_history(99)
@@ -157,18 +170,18 @@ async def test_bulk_load_of_listings_split_across_loaders_keeps_each_listings_ne
     first = {c.listing_id for c in changes[::2]}
     shares = [[c for c in changes if c.listing_id in first], [c for c in changes if c.listing_id not in first]]
 
-    await bulk_load(conn, bulk, shares)
+    await bulk_load(conn, bulk, shares, infra.database_url)
 
     assert await rows_of(conn, bulk) == await rows_of(conn, one_by_one)
 
 
 async def test_bulk_load_of_one_record_per_listing_removes_nothing_and_has_its_primary_key(
-    schemas: tuple[asyncpg.Connection, str, str],
+    schemas: tuple[asyncpg.Connection, str, str], infra: Infra
 ) -> None:
     conn, _, bulk = schemas
     changes = [c for c in {c.listing_id: c for c in random_history(7) if c.row is not None}.values()]
 
-    removed = await bulk_load(conn, bulk, [changes])
+    removed = await bulk_load(conn, bulk, [changes], infra.database_url)
 
     assert removed == 0
     assert len(await rows_of(conn, bulk)) == len(changes)
