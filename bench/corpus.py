@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from schemas.catalogue import LISTING_TOPIC_PARTITIONS
+from schemas.events import rfc3339
 from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
 from services.kit.signing import SignedRecord, SigningKey, sign_records
 from services.kit.subjects import id_hash
@@ -28,11 +29,6 @@ CODES = [
     "LUXURY_GOODS",
     "PRIVATE_SCHOOL_TUITION",
 ]
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC with microseconds where there are any: latency is measured from this stamp."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 Record = SignedRecord

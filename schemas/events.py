@@ -17,9 +17,14 @@ SCHEMA_VERSION = 1
 # Aware datetimes only (RFC 3339 with an offset); validated in pydantic-core, no Python call per field. The bounds keep
 # every time representable in UTC: 0001-01-01T00:00:00+01:00 is valid RFC 3339 but before year 1 in UTC, which
 # PostgreSQL's driver and astimezone() cannot convert, so such a record would fail every apply instead of being refused.
-UtcDatetime = Annotated[
-    AwareDatetime, Field(gt=datetime(1, 1, 2, tzinfo=UTC), lt=datetime(9999, 12, 30, tzinfo=UTC))
-]
+UtcDatetime = Annotated[AwareDatetime, Field(gt=datetime(1, 1, 2, tzinfo=UTC), lt=datetime(9999, 12, 30, tzinfo=UTC))]
+
+
+def rfc3339(moment: datetime, timespec: str = "auto") -> str:
+    """A moment as the contract writes times: RFC 3339 in UTC, with a Z (2026-11-27T04:43:40.123456Z)."""
+    # Most moments are UTC already (now(), a timestamptz from the copy): astimezone would only copy them.
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return utc.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 class EventType(StrEnum):

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from schemas.events import rfc3339
 from services.kit.settings import DEFAULT_TOKENS
 
 TOKENS = {
@@ -77,7 +78,7 @@ class Question:
         if self.region:
             body["region"] = self.region
         if self.at:
-            body["at"] = self.at.isoformat().replace("+00:00", "Z")
+            body["at"] = rfc3339(self.at)
         return body
 
 
@@ -314,7 +315,7 @@ class Scenario:
                 TOKENS["court"],
                 f"/v1/listings/{debtor['listing_id']}/amend",
                 {
-                    "expires_at": extended.isoformat().replace("+00:00", "Z"),
+                    "expires_at": rfc3339(extended),
                     "restrictions": ["FLIGHT", "RAIL_PREMIUM", "STAR_HOTEL", "LUXURY_GOODS"],
                     "legal_basis": {"case_number": "(2026) Jing 01 Zhi 123", "decision_ref": "extension and partial lifting"},
                 },

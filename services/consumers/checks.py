@@ -10,7 +10,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.catalogue import REGION
-from schemas.events import SubjectKind, UtcDatetime
+from schemas.events import SubjectKind, UtcDatetime, rfc3339
 from services.consumers import store
 from services.consumers.policy import ConsumerPolicy
 from services.kit.db import create_pool, drop, reusable
@@ -198,14 +198,9 @@ async def check(db: CheckConnections, policy: ConsumerPolicy, hash_key: bytes, r
                 "authority": b.authority,
                 "restrictions": b.restrictions,
                 "case_number": b.case_number,
-                "expires_at": _rfc3339(b.expires_at),
+                "expires_at": rfc3339(b.expires_at),
             }
             for b in found
         ],
-        "checked_at": _rfc3339(at),
+        "checked_at": rfc3339(at),
     }
-
-
-def _rfc3339(moment: datetime) -> str:
-    # Most moments are UTC already (now(), the copy's timestamptz): astimezone would only copy them.
-    return (moment if moment.tzinfo is UTC else moment.astimezone(UTC)).isoformat().replace("+00:00", "Z")

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.catalogue import FAMILIES
+from schemas.events import rfc3339
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
 from services.kit.signing import SignedRecord, SigningKey, sign_records
@@ -46,7 +47,7 @@ def listing_event(
         "event_id": str(uuid.uuid4()),
         "event_type": event_type,
         "schema_version": 1,
-        "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "occurred_at": rfc3339(datetime.now(UTC)),
         "listing": {
             "listing_id": listing_id,
             "version": version,

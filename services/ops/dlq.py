@@ -13,7 +13,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from schemas.catalogue import dlq_topic, schema_name
-from schemas.events import Header
+from schemas.events import Header, rfc3339
 from services.consumers.copy import CopyKeeper
 from services.kit.intake import Rejection, admit, headers_of
 from services.kit.kafka import idempotent_producer
@@ -84,7 +84,7 @@ class Letter:
     def as_dict(self) -> dict[str, Any]:
         return {
             "dlq": f"{self.partition}/{self.offset}",
-            "at": self.written_at.isoformat().replace("+00:00", "Z"),
+            "at": rfc3339(self.written_at),
             "reason": self.reason,
             "detail": self.detail,
             "source": self.source,

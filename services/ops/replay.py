@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from aiokafka import ConsumerRecord
 
 from schemas.catalogue import LISTING_TOPICS, schema_name
+from schemas.events import rfc3339
 from services.consumers.copy import BatchOutcome, CopyKeeper
 from services.kit.kafka import idempotent_producer
 from services.kit.migrations import migrate
@@ -66,7 +67,7 @@ class ReplayReport:
     seconds: float
 
     def text(self) -> str:
-        start = "the earliest offsets" if self.since is None else self.since.isoformat().replace("+00:00", "Z")
+        start = "the earliest offsets" if self.since is None else rfc3339(self.since)
         return (
             f"replayed {self.consumer} from {start} in {self.seconds:.1f}s through group {self.group} (deleted): "
             + self.tally.summary(self.letters)
