@@ -147,6 +147,19 @@ def test_a_forged_record_in_a_whole_batch_is_refused_and_its_honest_neighbours_a
     assert isinstance(results[3], VerificationError) and results[3].reason == "bad_signature"
 
 
+def edited(path: Sequence[bytes], edit: str, extra: bytes, data: st.DataObject) -> list[bytes]:
+    """An audit path with one hash flipped, dropped or `extra` added; other edits leave it as it is."""
+    out = list(path)
+    if edit == "flip" and out:
+        at = data.draw(st.integers(0, len(out) - 1))
+        out[at] = bytes([out[at][0] ^ 1]) + out[at][1:]
+    elif edit == "drop" and out:
+        out.pop(data.draw(st.integers(0, len(out) - 1)))
+    elif edit == "add":
+        out.append(extra)
+    return out
+
+
 @settings(max_examples=200, deadline=None)
 @given(size=st.integers(1, 40), limit=st.sampled_from([3, 20_000]), data=st.data())
 def test_the_root_memo_computes_exactly_what_root_from_path_computes(size: int, limit: int, data: st.DataObject) -> None:
@@ -155,15 +168,7 @@ def test_the_root_memo_computes_exactly_what_root_from_path_computes(size: int, 
     memo = RootMemo(limit=limit)  # a small limit clears the memo mid-run
     for _ in range(40):
         i = data.draw(st.integers(0, size - 1))
-        path = list(paths[i])
-        edit = data.draw(st.sampled_from(["none", "none", "flip", "drop", "add"]))
-        if edit == "flip" and path:
-            at = data.draw(st.integers(0, len(path) - 1))
-            path[at] = bytes([path[at][0] ^ 1]) + path[at][1:]
-        elif edit == "drop" and path:
-            path.pop(data.draw(st.integers(0, len(path) - 1)))
-        elif edit == "add":
-            path.append(leaves[0])
+        path = edited(paths[i], data.draw(st.sampled_from(["none", "none", "flip", "drop", "add"])), leaves[0], data)
         index = data.draw(st.sampled_from([i, i, i ^ 1, size, -1]))
         claimed = data.draw(st.sampled_from([size, size, size + 1, max(1, size - 1)]))
         leaf = leaves[i] if data.draw(st.booleans()) else leaves[(i + 1) % size]
@@ -235,18 +240,11 @@ def test_walking_leaves_together_yields_only_the_root_each_one_walks_to(size: in
     paths = audit_paths(leaves)
     chosen = data.draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=size, unique=True))
     walks = {i: (leaves[i], b"".join(paths[i])) for i in chosen}
-    edited = data.draw(st.booleans())
-    if edited:
+    tampered = data.draw(st.booleans())
+    if tampered:
         i = data.draw(st.sampled_from(chosen))
-        path = list(paths[i])
         edit = data.draw(st.sampled_from(["flip", "drop", "add", "leaf", "index"]))
-        if edit == "flip" and path:
-            at = data.draw(st.integers(0, len(path) - 1))
-            path[at] = bytes([path[at][0] ^ 1]) + path[at][1:]
-        elif edit == "drop" and path:
-            path.pop(data.draw(st.integers(0, len(path) - 1)))
-        elif edit == "add":
-            path.append(leaves[0])
+        path = edited(paths[i], edit, leaves[0], data)
         walks[i] = (leaves[(i + 1) % size] if edit == "leaf" else leaves[i], b"".join(path))
         if edit == "index":
             walks[data.draw(st.sampled_from([-1, size, size + 3]))] = walks.pop(i)
@@ -256,7 +254,7 @@ def test_walking_leaves_together_yields_only_the_root_each_one_walks_to(size: in
 
     if root is not None:  # never a root that some leaf's own walk would not reach
         assert all(root_from_path(leaf, i, claimed, _split(path)) == root for i, (leaf, path) in walks.items())
-    if not edited and claimed == size:
+    if not tampered and claimed == size:
         assert root == merkle_root(leaves)
 
 
