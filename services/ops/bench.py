@@ -18,15 +18,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.catalogue import FAMILIES
+from schemas.catalogue import FAMILIES, LISTING_TOPIC_PARTITIONS
 from schemas.events import rfc3339
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
 from services.kit.signing import SignedRecord, SigningKey, sign_records
 from services.kit.subjects import id_hash, mask_id
+from services.publishers.partitioner import partition_of
 
 COURT = "court.ops-rehearsal"
 SIGNED_BATCH = 500
+PARTITIONS = range(LISTING_TOPIC_PARTITIONS)
 
 
 def listing_event(
@@ -72,7 +74,8 @@ def listing_event(
 
 
 def signed(key: SigningKey, authority: str, pairs: Sequence[tuple[str, bytes]], batch: int = SIGNED_BATCH) -> list[SignedRecord]:
-    return sign_records(key, authority, pairs, batch)
+    """Signed as the relay signs: each turn of `batch` split by the partition each record goes to."""
+    return sign_records(key, authority, pairs, batch, lambda record_key: partition_of(record_key, PARTITIONS))
 
 
 async def produce(settings: Settings, topic: str, records: Sequence[SignedRecord]) -> None:
