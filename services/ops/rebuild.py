@@ -41,6 +41,7 @@ from services.ops.runtime import OpsError, policy_of, reader, schema_pool
 SWAP_GAP = 5000
 CATCH_UP_ROUNDS = 20
 LOCK_TIMEOUT = "15s"
+AUTOVACUUM_OFF = "autovacuum_enabled = false, toast.autovacuum_enabled = false"
 BULK_MEMORY = "256MB"  # the dedupe sorts every loaded row, and so do the index builds: keep both in memory
 # The shadow table's indexes (the primary key's included), dropped for the bulk load and built after it.
 INDEXES = """
@@ -221,7 +222,8 @@ class Deferred:
 
     @classmethod
     async def take(cls, control: asyncpg.Connection, shadow: str) -> Deferred:
-        """Drop the shadow table's indexes, add the column that orders loaded rows; both undone by `finish`."""
+        """Drop the shadow table's indexes, add the column that orders loaded rows, hold autovacuum off; all undone by
+        `finish`."""
         table = f'"{shadow}".listings'
         indexes = list(await control.fetch(INDEXES, table))
         async with control.transaction():
@@ -231,6 +233,9 @@ class Deferred:
                 else:
                     await control.execute(f'DROP INDEX "{shadow}"."{index["name"]}"')
             await control.execute(f"ALTER TABLE {table} ADD COLUMN arrival bigint")
+            # No autovacuum pass over a half-loaded table (a million rows arrive in well under its one-minute round,
+            # and the index builds read the table again anyway); `finish` turns it back on.
+            await control.execute(f"ALTER TABLE {table} SET ({AUTOVACUUM_OFF})")
         return cls(table, indexes)
 
     async def finish(self, control: asyncpg.Connection, helper: asyncpg.Connection) -> int:
@@ -256,6 +261,7 @@ class Deferred:
                         f'ALTER TABLE {self.table} ADD CONSTRAINT "{key["constraint_name"]}" {kind} USING INDEX "{key["name"]}"'
                     )
                 await control.execute(f"ALTER TABLE {self.table} DROP COLUMN arrival")
+                await control.execute(f"ALTER TABLE {self.table} RESET ({AUTOVACUUM_OFF.replace(' = false', '')})")
         finally:
             for conn in (control, helper):
                 await conn.execute("RESET work_mem; RESET maintenance_work_mem")

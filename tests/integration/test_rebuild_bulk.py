@@ -156,6 +156,8 @@ async def test_bulk_load_keeps_what_applying_record_by_record_keeps(
     assert removed == len(changes) - len(expected)
     assert await indexes_of(conn, bulk) == await indexes_of(conn, one_by_one), "every index is built again"
     assert await constraints_of(conn, bulk) == await constraints_of(conn, one_by_one), "and every constraint"
+    options = "SELECT reloptions FROM pg_class WHERE oid = $1::regclass"
+    assert await conn.fetchval(options, f'"{bulk}".listings') == await conn.fetchval(options, f'"{one_by_one}".listings')
 
 
 async def test_bulk_load_of_listings_split_across_loaders_keeps_each_listings_newest_version(
