@@ -209,14 +209,19 @@ def run(args: argparse.Namespace) -> int:
     only = set(args.only or BENCHES)
     use_service_event_loop()
     started, load_at_start = time.monotonic(), os.getloadavg()
+    was_running = localinfra.is_running()
     stack = localinfra.up(progress=progress)
     report = Report()
     # SIGTERM unwinds like Ctrl-C, so the scratch stack is stopped and removed on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # FastStream's access logger writes to stdout: while the benches run, stdout is stderr, so that stdout
     # holds only the table and the JSON line.
-    with contextlib.redirect_stdout(sys.stderr):
-        _run_all(stack.home, size, only, report)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            _run_all(stack.home, size, only, report)
+    finally:
+        if not was_running:  # as scripts/test.sh does: a stack the bench started is not left holding the ports
+            localinfra.down(progress=progress)
     if args.size != "full":
         for figure in report.figures:
             figure.met = None  # the targets are stated for the full sizes
