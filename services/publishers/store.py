@@ -200,7 +200,8 @@ async def take_relay_turn(conn: asyncpg.Connection) -> bool:
 
 
 async def claim_pending(conn: asyncpg.Connection, limit: int) -> list[OutboxRecord]:
-    """Lock the oldest unsent records; SKIP LOCKED lets a second relay take the next ones.
+    """Lock the oldest unsent records. Relay turns run one at a time (take_relay_turn's lock), so no other turn holds
+    them; SKIP LOCKED would matter only to a turn run without that lock.
 
     Writers (uvicorn workers, the IssueWriter's concurrent group writes) commit in an order other than their outbox
     ids, so a record can become visible after one with a larger id and be sent after it. That never reorders one
