@@ -41,7 +41,7 @@ from services.ops.runtime import OpsError, policy_of, reader, schema_pool
 SWAP_GAP = 5000
 CATCH_UP_ROUNDS = 20
 LOCK_TIMEOUT = "15s"
-AUTOVACUUM_OFF = "autovacuum_enabled = false, toast.autovacuum_enabled = false"
+AUTOVACUUM = ("autovacuum_enabled", "toast.autovacuum_enabled")  # held off on the shadow table while loaders fill it
 BULK_MEMORY = "256MB"  # the dedupe sorts every loaded row, and so do the index builds: keep both in memory
 # The shadow table's indexes (the primary key's included), dropped for the bulk load and built after it.
 INDEXES = """
@@ -235,7 +235,7 @@ class Deferred:
             await control.execute(f"ALTER TABLE {table} ADD COLUMN arrival bigint")
             # No autovacuum pass over a half-loaded table (a million rows arrive in well under its one-minute round,
             # and the index builds read the table again anyway); `finish` turns it back on.
-            await control.execute(f"ALTER TABLE {table} SET ({AUTOVACUUM_OFF})")
+            await control.execute(f"ALTER TABLE {table} SET ({', '.join(f'{option} = false' for option in AUTOVACUUM)})")
         return cls(table, indexes)
 
     async def finish(self, control: asyncpg.Connection, helper: asyncpg.Connection) -> int:
@@ -245,27 +245,25 @@ class Deferred:
         its own: a CREATE INDEX takes a SHARE lock, which lets the other build go on. A dedupe, when one is needed,
         waits for them (its DELETE conflicts with that lock). Nothing here needs one transaction: until the swap
         nobody reads the shadow table, and an interrupted rebuild drops it."""
-        for conn in (control, helper):
+        for conn in (control, helper):  # reset below; after a failure both connections are closed unused
             await conn.execute(f"SET work_mem = '{BULK_MEMORY}'; SET maintenance_work_mem = '{BULK_MEMORY}'")
-        try:
-            removed = _count(await control.execute(UNUSED.replace("FROM listings", f"FROM {self.table}")))
-            others = [i["definition"] for i in self.indexes if not i["constraint_name"]]
-            async with asyncio.TaskGroup() as builds:  # a failed build cancels the other before the error goes on
-                keys = builds.create_task(self._unique_keys(control))
-                builds.create_task(_run_each(helper, others))
-            removed_twins = keys.result()
-            async with control.transaction():
-                for key in self._keys():
-                    kind = "PRIMARY KEY" if key["constraint_definition"].startswith("PRIMARY KEY") else "UNIQUE"
-                    await control.execute(
-                        f'ALTER TABLE {self.table} ADD CONSTRAINT "{key["constraint_name"]}" {kind} USING INDEX "{key["name"]}"'
-                    )
-                await control.execute(f"ALTER TABLE {self.table} DROP COLUMN arrival")
-                await control.execute(f"ALTER TABLE {self.table} RESET ({AUTOVACUUM_OFF.replace(' = false', '')})")
-        finally:
-            for conn in (control, helper):
-                await conn.execute("RESET work_mem; RESET maintenance_work_mem")
-        return removed + removed_twins
+        removed = _count(await control.execute(UNUSED.replace("FROM listings", f"FROM {self.table}")))
+        others = [i["definition"] for i in self.indexes if not i["constraint_name"]]
+        async with asyncio.TaskGroup() as builds:  # a failed build cancels the other before the error goes on
+            keys = builds.create_task(self._unique_keys(control))
+            builds.create_task(_run_each(helper, others))
+        async with control.transaction():
+            for key in self._keys():  # the copy's keys are PRIMARY KEY or UNIQUE constraints (the bulk-load test
+                # compares every constraint with a copy applied record by record)
+                kind = "PRIMARY KEY" if key["constraint_definition"].startswith("PRIMARY KEY") else "UNIQUE"
+                await control.execute(
+                    f'ALTER TABLE {self.table} ADD CONSTRAINT "{key["constraint_name"]}" {kind} USING INDEX "{key["name"]}"'
+                )
+            await control.execute(f"ALTER TABLE {self.table} DROP COLUMN arrival")
+            await control.execute(f"ALTER TABLE {self.table} RESET ({', '.join(AUTOVACUUM)})")
+        for conn in (control, helper):
+            await conn.execute("RESET work_mem; RESET maintenance_work_mem")
+        return removed + keys.result()
 
     def _keys(self) -> list[asyncpg.Record]:
         return [i for i in self.indexes if i["constraint_name"]]
