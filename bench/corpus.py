@@ -8,17 +8,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from schemas.catalogue import LISTING_TOPIC_PARTITIONS
 from schemas.events import rfc3339
 from services.kit.settings import DEFAULT_SUBJECT_HASH_KEY
 from services.kit.signing import SignedRecord, SigningKey, sign_records
 from services.kit.subjects import id_hash
-from services.publishers.partitioner import partition_of
+from services.publishers.partitioner import listing_partition
 from services.publishers.relay import RELAY_BATCH
 
 AUTHORITY = "court.bench-intermediate"
 SIGNED_BATCH = RELAY_BATCH  # what the relay takes at once under load (one turn, one signature per partition)
-PARTITIONS = range(LISTING_TOPIC_PARTITIONS)
 CODES = [
     "FLIGHT",
     "RAIL_PREMIUM",
@@ -107,12 +105,7 @@ def signed(
 ) -> list[Record]:
     """Sign (listing_id, value) pairs as the outbox relay does: in turns of `batch`, one signature per partition
     of the listing topics (LISTING_TOPIC_PARTITIONS, as the bench topics have) in each turn."""
-    return sign_records(key, authority, pairs, batch, relay_partition)
-
-
-def relay_partition(key: bytes) -> int:
-    """The partition of a listing topic a record with this key goes to."""
-    return partition_of(key, PARTITIONS)
+    return sign_records(key, authority, pairs, batch, listing_partition)
 
 
 def in_force_term(now: datetime | None = None) -> tuple[str, str]:

@@ -18,17 +18,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.catalogue import FAMILIES, LISTING_TOPIC_PARTITIONS
+from schemas.catalogue import FAMILIES
 from schemas.events import rfc3339
 from services.kit.kafka import idempotent_producer
 from services.kit.settings import Settings
 from services.kit.signing import SignedRecord, SigningKey, sign_records
 from services.kit.subjects import id_hash, mask_id
-from services.publishers.partitioner import partition_of
+from services.publishers.partitioner import listing_partition
 
 COURT = "court.ops-rehearsal"
 SIGNED_BATCH = 500
-PARTITIONS = range(LISTING_TOPIC_PARTITIONS)
 
 
 def listing_event(
@@ -75,7 +74,7 @@ def listing_event(
 
 def signed(key: SigningKey, authority: str, pairs: Sequence[tuple[str, bytes]], batch: int = SIGNED_BATCH) -> list[SignedRecord]:
     """Signed as the relay signs: each turn of `batch` split by the partition each record goes to."""
-    return sign_records(key, authority, pairs, batch, lambda record_key: partition_of(record_key, PARTITIONS))
+    return sign_records(key, authority, pairs, batch, listing_partition)
 
 
 async def produce(settings: Settings, topic: str, records: Sequence[SignedRecord]) -> None:

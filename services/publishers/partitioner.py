@@ -5,9 +5,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
+from schemas.catalogue import LISTING_TOPIC_PARTITIONS
+
 _M = 0x5BD1E995
 _SEED = 0x9747B28C
 _MASK = 0xFFFFFFFF
+_LISTING_PARTITIONS = range(LISTING_TOPIC_PARTITIONS)
 
 
 def murmur2(data: bytes) -> int:
@@ -36,3 +39,8 @@ def partition_of(key: bytes, partitions: Sequence[int]) -> int:
     """The partition a keyed record goes to: toPositive(murmur2(key)) % count, as every Kafka client does by
     default, so a listing's records land on one partition whichever client sends them."""
     return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+
+def listing_partition(key: bytes) -> int:
+    """The partition of a listing topic (CONTRACT section 3: LISTING_TOPIC_PARTITIONS of them) a keyed record goes to."""
+    return partition_of(key, _LISTING_PARTITIONS)
