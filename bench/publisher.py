@@ -5,6 +5,7 @@ producer sending the same values, same run."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 import uuid
@@ -15,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import wrk
 from bench.harness import Figure, progress
+from bench.machine import Meter, Usage
 from schemas.catalogue import FAMILIES, LISTING_TOPIC_PARTITIONS
 from services.kit.db import create_pool
 from services.kit.kafka import client_options, idempotent_producer
@@ -28,6 +30,7 @@ NAMES = (
     "publisher delivered rate (outbox -> Kafka)",
     "publisher relay capacity (outbox backlog -> Kafka)",
     "publisher accepted rate, batches (POST /v1/listings/batch, 201)",
+    "publisher machine CPU per listing, one a request",
 )
 AUTHORITY = "court.bench-publisher"
 # The court service with one worker per core (`--workers 2`), each accepting on a socket of its own
@@ -242,28 +245,36 @@ async def measure(settings: Settings, court_url: str, seconds: float) -> list[Fi
     conn = await _court(settings)
     try:
         progress(f"publisher bench: wrk GET /healthz of the court service for {seconds:.0f}s (baseline)")
+        meter = Meter()
         healthz = await wrk.run(f"{court_url}/healthz", seconds)
+        healthz_cpu = meter.stop()
         after_id = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
         progress(f"  ours: wrk POST /v1/listings for {seconds:.0f}s, then until the outbox is drained")
+        meter = Meter()
         accepted = await wrk.run(f"{court_url}/v1/listings", seconds, SCRIPT, [token, str(random.randrange(10**9))])
         if accepted.requests == accepted.non_2xx:
             raise RuntimeError(f"the court accepted none of {accepted.requests:,} listings; see its log")
         delivery = await _drained(conn, after_id, float(await conn.fetchval("SELECT extract(epoch FROM now())")))
+        single_cpu = meter.stop()
         progress(f"  baseline: raw aiokafka producer sending the same {delivery.rows:,} values")
         raw_rows, raw_seconds = await raw_producer_rate(settings, conn, after_id)
         progress(f"  ours: POST /v1/listings/batch ({BATCH} a request, {BATCH_CONCURRENCY} at once) for {seconds:.0f}s")
         batch_after = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
+        meter = Meter()
         batches = await batch_load(court_url, token, seconds)
         batch_delivery = await _drained(conn, batch_after, float(await conn.fetchval("SELECT extract(epoch FROM now())")))
+        batch_cpu = meter.stop()
         drain, backlog_after = await relay_drain(settings, conn, round(BACKLOG_ROWS_PER_HTTP_SECOND * seconds))
         progress(f"  baseline: raw aiokafka producer sending the same {drain.rows:,} backlog values")
         backlog_raw_rows, backlog_raw_seconds = await raw_producer_rate(settings, conn, backlog_after)
     finally:
         await conn.close()
+    single_cost = MachineCost(single_cpu, delivery.rows)
     return [
         *figures(accepted, healthz, delivery, raw_rows / raw_seconds),
         relay_figure(drain, backlog_raw_rows / backlog_raw_seconds),
         batch_figure(batches, accepted, batch_delivery),
+        cpu_figure(single_cost, MachineCost(healthz_cpu, healthz.requests), MachineCost(batch_cpu, batch_delivery.rows)),
     ]
 
 
@@ -335,3 +346,37 @@ def batch_figure(batches: wrk.WrkResult, single: wrk.WrkResult, delivery: Delive
     )
 
 
+
+
+@dataclass(frozen=True)
+class MachineCost:
+    """The whole machine's CPU (bench/machine.py) over one stretch of load, and the units of work it did."""
+
+    usage: Usage
+    units: int
+
+    @property
+    def us(self) -> float:
+        return self.usage.us_per(self.units)
+
+
+def cpu_figure(single: MachineCost, healthz: MachineCost, batched: MachineCost, cores: int | None = None) -> Figure:
+    """What a listing POSTed on its own costs the machine, against an estimate of the least it could cost: one HTTP
+    exchange of the same server (a /healthz request) plus what a listing costs when it comes in a full batch (where
+    every per-request and per-statement cost is spread over 500). Both stretches include the outbox relay and Kafka
+    until the last listing is sent. At every core busy, that least cost caps one a request at `ceiling` listings/s:
+    an estimate (a POST carries a body, /healthz passes the framework's router, which the issue route skips), not a
+    proof."""
+    cores = cores or os.cpu_count() or 1
+    least = healthz.us + batched.us
+    notes = {
+        "healthz_us_per_request": round(healthz.us, 1),
+        "batch_us_per_listing": round(batched.us, 1),
+        "busy_fraction_one_a_request": round(single.usage.busy_fraction, 3),
+        "busy_fraction_healthz": round(healthz.usage.busy_fraction, 3),
+        "busy_fraction_batches": round(batched.usage.busy_fraction, 3),
+        "cores": cores,
+        "ceiling_one_a_request_listings_per_s": round(cores * 1e6 / least, 1) if least > 0 else None,
+    }
+    baseline = "one /healthz request + one listing in a batch, same run"
+    return Figure(NAMES[4], single.us, "us/listing", baseline, least, None, notes)
