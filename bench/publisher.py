@@ -346,8 +346,6 @@ def batch_figure(batches: wrk.WrkResult, single: wrk.WrkResult, delivery: Delive
     )
 
 
-
-
 @dataclass(frozen=True)
 class MachineCost:
     """The whole machine's CPU (bench/machine.py) over one stretch of load, and the units of work it did."""
