@@ -23,7 +23,7 @@ class Sample:
 
 
 def sample(stat: Path = STAT) -> Sample:
-    """The machine's CPU counters now (Linux: the services' own tooling needs it as well)."""
+    """The machine's CPU counters now (Linux only: the bench reads /proc elsewhere too, for memory and workers)."""
     fields = stat.read_text().split("\n", 1)[0].split()
     if len(fields) < 8 or fields[0] != "cpu":
         raise ValueError(f"{stat} does not start with the machine's cpu line: {' '.join(fields[:3])!r}")
