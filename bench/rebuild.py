@@ -11,6 +11,7 @@ import sys
 import time
 
 from bench.harness import Figure, Skipped, progress
+from bench.machine import Meter, Usage
 from bench.stack import ScratchStack
 from bench.workspace import group_lag, raw_json_read, records_in
 from schemas.catalogue import LISTING_TOPICS, schema_name
@@ -55,9 +56,13 @@ def run_rebuild(stack: ScratchStack, timeout: float) -> tuple[float, str]:
 
 def measure(stack: ScratchStack, settings: Settings, expected_listings: int) -> Figure:
     progress("rebuild bench: baseline raw aiokafka + JSON over the listing topics")
+    meter = Meter()
     records, raw_seconds = asyncio.run(raw_read_seconds(settings))
+    raw_cpu = meter.stop()
     progress(f"  ours: blacklist-sync ops replay airline --rebuild ({records:,} records)")
+    meter = Meter()
     seconds, output = run_rebuild(stack, timeout=300 + records / 500)
+    ours_cpu = meter.stop()
     held = re.search(r"holds ([\d,]+) listings", output)
     listings = int(held[1].replace(",", "")) if held else None
     reported = re.search(r"rebuilt airline in ([\d.]+)s", output)
@@ -70,6 +75,9 @@ def measure(stack: ScratchStack, settings: Settings, expected_listings: int) -> 
         "command_reported_s": float(reported[1]) if reported else None,
         "phases": phases[1] if phases else None,
         "output": output.strip().splitlines()[-1:],
+        # The whole machine's CPU over each (bench/machine.py): a slow run that spent the same CPU seconds had
+        # fewer cores to itself; one that spent more did more work, or ran on a slower stretch of the machine.
+        "machine": {"ours": machine_notes(ours_cpu, records), "raw_read": machine_notes(raw_cpu, records)},
     }
     return Figure(
         NAMES[0],
@@ -81,6 +89,14 @@ def measure(stack: ScratchStack, settings: Settings, expected_listings: int) -> 
         notes,
         met=seconds <= TARGET_S and (listings or 0) >= max(expected_listings, TARGET_LISTINGS),
     )
+
+
+def machine_notes(usage: Usage, records: int) -> dict[str, float]:
+    return {
+        "cpu_s": round(usage.busy_s, 1),
+        "busy_fraction": round(usage.busy_fraction, 3),
+        "cpu_us_per_record": round(usage.us_per(records), 1),
+    }
 
 
 def settle(settings: Settings) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from bench import machine
 from bench.publisher import NAMES, MachineCost, cpu_figure
+from bench.rebuild import machine_notes
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -65,3 +66,8 @@ def test_cpu_figure_compares_one_a_request_with_an_http_exchange_plus_a_batched_
     assert figure.notes["ceiling_one_a_request_listings_per_s"] == pytest.approx(2e6 / 450, abs=0.1)
     assert figure.notes["busy_fraction_one_a_request"] == 0.9
     assert figure.met is None  # an explanation of a target's figure, not a target of its own
+
+
+def test_rebuild_notes_give_cpu_seconds_busy_share_and_cpu_per_record() -> None:
+    notes = machine_notes(machine.Usage(busy_s=30.0, idle_s=10.0, seconds=20.0), 1_000_000)
+    assert notes == {"cpu_s": 30.0, "busy_fraction": 0.75, "cpu_us_per_record": 30.0}
