@@ -8,7 +8,6 @@ processes that start and exit inside the stretch (a backend, a compaction thread
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,6 @@ STAT = Path("/proc/stat")
 class Sample:
     busy_s: float  # user, nice, system, irq and softirq of every CPU
     idle_s: float  # idle and iowait: time no process of ours wanted a CPU (steal, the host's, is neither)
-    at: float  # time.monotonic() when read
 
 
 def sample(stat: Path = STAT) -> Sample:
@@ -29,7 +27,7 @@ def sample(stat: Path = STAT) -> Sample:
         raise ValueError(f"{stat} does not start with the machine's cpu line: {' '.join(fields[:3])!r}")
     user, nice, system, idle, iowait, irq, softirq = (int(x) for x in fields[1:8])
     tick = os.sysconf("SC_CLK_TCK")
-    return Sample((user + nice + system + irq + softirq) / tick, (idle + iowait) / tick, time.monotonic())
+    return Sample((user + nice + system + irq + softirq) / tick, (idle + iowait) / tick)
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,6 @@ class Usage:
 
     busy_s: float
     idle_s: float
-    seconds: float
 
     @property
     def busy_fraction(self) -> float:
@@ -52,7 +49,7 @@ class Usage:
 
 
 def between(start: Sample, end: Sample) -> Usage:
-    return Usage(end.busy_s - start.busy_s, end.idle_s - start.idle_s, end.at - start.at)
+    return Usage(end.busy_s - start.busy_s, end.idle_s - start.idle_s)
 
 
 class Meter:

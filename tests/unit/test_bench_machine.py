@@ -38,8 +38,8 @@ def test_a_file_without_the_machine_line_is_refused(tmp_path: Path) -> None:
 
 
 def test_usage_between_two_samples() -> None:
-    usage = machine.between(machine.Sample(10.0, 50.0, 100.0), machine.Sample(13.0, 51.0, 102.0))
-    assert (usage.busy_s, usage.idle_s, usage.seconds) == (3.0, 1.0, 2.0)
+    usage = machine.between(machine.Sample(10.0, 50.0), machine.Sample(13.0, 51.0))
+    assert (usage.busy_s, usage.idle_s) == (3.0, 1.0)
     assert usage.busy_fraction == 0.75
     assert usage.us_per(1000) == pytest.approx(3000.0)
 
@@ -55,9 +55,9 @@ def test_this_machines_counters_see_cpu_this_process_burns() -> None:
 
 
 def test_cpu_figure_compares_one_a_request_with_an_http_exchange_plus_a_batched_listing() -> None:
-    single = MachineCost(machine.Usage(busy_s=1.8, idle_s=0.2, seconds=1.0), units=1200)
-    healthz = MachineCost(machine.Usage(busy_s=1.9, idle_s=0.1, seconds=1.0), units=9500)
-    batched = MachineCost(machine.Usage(busy_s=2.0, idle_s=0.0, seconds=1.0), units=8000)
+    single = MachineCost(machine.Usage(busy_s=1.8, idle_s=0.2), units=1200)
+    healthz = MachineCost(machine.Usage(busy_s=1.9, idle_s=0.1), units=9500)
+    batched = MachineCost(machine.Usage(busy_s=2.0, idle_s=0.0), units=8000)
     figure = cpu_figure(single, healthz, batched, cores=2)
     assert figure.name == NAMES[4]
     assert figure.value == pytest.approx(1500.0)  # 1.8 s of CPU for 1,200 listings
@@ -69,5 +69,5 @@ def test_cpu_figure_compares_one_a_request_with_an_http_exchange_plus_a_batched_
 
 
 def test_rebuild_notes_give_cpu_seconds_busy_share_and_cpu_per_record() -> None:
-    notes = machine_notes(machine.Usage(busy_s=30.0, idle_s=10.0, seconds=20.0), 1_000_000)
+    notes = machine_notes(machine.Usage(busy_s=30.0, idle_s=10.0), 1_000_000)
     assert notes == {"cpu_s": 30.0, "busy_fraction": 0.75, "cpu_us_per_record": 30.0}
