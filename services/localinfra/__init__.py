@@ -50,9 +50,12 @@ def up(home: Path | None = None, progress: Progress = print) -> LocalStack:
     layout = _layout(home)
     layout.ensure_dirs()
     with _exclusive(layout):
+        # PostgreSQL first: its port (55432) lies in Linux's ephemeral range (32768-60999), and once it listens no
+        # outgoing connection is given it as a local port. Started after Kafka, it could find the port held by a
+        # connection of the broker's (a CI run's PostgreSQL once failed to bind it with nothing listening there).
+        database_url = _postgres_up(layout, progress)
         bootstrap_servers, admin = _kafka_up(layout, progress)
         run_coroutine(ensure_topics(bootstrap_servers, all_topics(), progress, admin))
-        database_url = _postgres_up(layout, progress)
         _migrate(database_url, progress)
         _keys_up(layout, progress)
         write_env(

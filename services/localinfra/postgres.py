@@ -123,8 +123,23 @@ def start(layout: Layout, progress: Progress) -> None:
     try:
         _pg_ctl(args, pgdata=layout.postgres_data, timeout=TIMEOUT_S + 10, **_run_as())
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        raise LocalInfraError(f"PostgreSQL did not start; see {layout.postgres_log}:\n{procs.tail(layout.postgres_log)}") from exc
+        log = procs.tail(layout.postgres_log)
+        hint = port_taken_hint(log, listening=procs.port_open(HOST, PORT))
+        raise LocalInfraError(f"PostgreSQL did not start; see {layout.postgres_log}:\n{log}{hint}") from exc
     progress(f"postgres: started at {HOST}:{PORT}; log: {layout.postgres_log}")
+
+
+def port_taken_hint(log: str, *, listening: bool) -> str:
+    """What to do when the server could not bind its port although nothing listens there: an outgoing connection
+    holds it as its local port, which the kernel may give any connection while the port lies in its ephemeral range
+    (32768-60999 on Linux)."""
+    if listening or "Address already in use" not in log:
+        return ""
+    return (
+        f"\nNothing listens on {HOST}:{PORT}, so an outgoing connection holds it as its local port (the port lies in"
+        " the kernel's ephemeral range). Run the command again once that connection has closed, or set"
+        " BLACKLIST_SYNC_PG_PORT to a free port below 32768."
+    )
 
 
 def stop(layout: Layout, progress: Progress) -> None:

@@ -466,3 +466,12 @@ def test_access_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("BLACKLIST_SYNC_KAFKA_ACCESS", "sometimes")
     with pytest.raises(LocalInfraError, match="choose open or scram"):
         kafka.access_controlled()
+
+
+def test_a_port_held_by_no_listener_gets_a_hint_naming_the_ephemeral_range_and_what_to_do() -> None:
+    log = 'LOG:  could not bind IPv4 address "127.0.0.1": Address already in use\nFATAL:  could not create any TCP/IP sockets'
+    hint = postgres.port_taken_hint(log, listening=False)
+    assert f"Nothing listens on 127.0.0.1:{postgres.PORT}" in hint
+    assert "BLACKLIST_SYNC_PG_PORT" in hint and "below 32768" in hint
+    assert postgres.port_taken_hint(log, listening=True) == ""  # another server: start() refuses that case itself
+    assert postgres.port_taken_hint("FATAL:  data directory has wrong ownership", listening=False) == ""
