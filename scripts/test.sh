@@ -11,6 +11,8 @@ echo "== unit and contract tests (no services)"; $BIN/python -m pytest tests/uni
 # The suite runs with Kafka access control on (SASL/SCRAM identities, ACLs); `make demo` keeps the open default.
 export BLACKLIST_SYNC_KAFKA_ACCESS="${BLACKLIST_SYNC_KAFKA_ACCESS:-scram}"
 started_here=0
+stop() { if [[ $started_here == 1 ]]; then echo "== blacklist-sync down"; $BIN/blacklist-sync down || true; fi; }
+trap stop EXIT  # before `up`: an `up` that fails halfway still stops what it started
 if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" || -z "${DATABASE_URL:-}" ]]; then
   if ! $BIN/python -c "import sys; from services import localinfra; sys.exit(0 if localinfra.is_running() else 1)"; then
     started_here=1
@@ -19,8 +21,6 @@ if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" || -z "${DATABASE_URL:-}" ]]; then
   $BIN/blacklist-sync up
   set -a; . "${BLACKLIST_SYNC_HOME:-$HOME/.blacklist-sync}/env"; set +a
 fi
-stop() { if [[ $started_here == 1 ]]; then echo "== blacklist-sync down"; $BIN/blacklist-sync down || true; fi; }
-trap stop EXIT
 
 echo "== integration, e2e, browser and deployment tests (real Kafka, real PostgreSQL, services as processes)"
 $BIN/python -m pytest tests/integration tests/e2e tests/browser tests/deploy -v -p no:cacheprovider --durations=15 \
