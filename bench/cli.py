@@ -212,13 +212,13 @@ def run(args: argparse.Namespace) -> int:
     use_service_event_loop()
     started, load_at_start = time.monotonic(), os.getloadavg()
     was_running = localinfra.is_running()
-    stack = localinfra.up(progress=progress)
     report = Report()
     # SIGTERM unwinds like Ctrl-C, so the scratch stack is stopped and removed on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    # FastStream's access logger writes to stdout: while the benches run, stdout is stderr, so that stdout
-    # holds only the table and the JSON line.
     try:
+        stack = localinfra.up(progress=progress)  # inside: an `up` that fails halfway still stops what it started
+        # FastStream's access logger writes to stdout: while the benches run, stdout is stderr, so that stdout
+        # holds only the table and the JSON line.
         with contextlib.redirect_stdout(sys.stderr):
             _run_all(stack.home, size, only, report)
     finally:
