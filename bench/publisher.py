@@ -68,7 +68,9 @@ end
 """.replace("AUTHORITY", AUTHORITY)
 
 # wrk passes the token and a random base after `--`.
-SCRIPT = LISTING_LUA + """
+SCRIPT = (
+    LISTING_LUA
+    + """
 init = function(args)
   token = args[1]
   base = tonumber(args[2])
@@ -77,6 +79,7 @@ request = function()
   return post("/v1/listings", listing())
 end
 """
+)
 
 
 # Listings per POST /v1/listings/batch: the route's maximum (MAX_BATCH_LISTINGS), ~110 KB, inside its 256 KiB body
@@ -91,7 +94,9 @@ BATCH_CONCURRENCY = 2 * COURT_WORKERS
 # Sent by wrk, like every other HTTP figure: a Python client parsing the 201 answers cost about 40 µs of CPU per
 # listing on the two cores the server runs on. Each request is BATCH listings of LISTING_LUA's; wrk passes the
 # token, a random base and BATCH after `--`.
-BATCH_SCRIPT = LISTING_LUA + """
+BATCH_SCRIPT = (
+    LISTING_LUA
+    + """
 local size = 1
 init = function(args)
   token = args[1]
@@ -106,6 +111,7 @@ request = function()
   return post("/v1/listings/batch", '{"listings":[' .. table.concat(items, ",") .. ']}')
 end
 """
+)
 
 
 async def batch_load(court_url: str, token: str, seconds: float) -> wrk.WrkResult:

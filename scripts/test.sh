@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
-echo "== ruff"; $BIN/ruff check .
+echo "== ruff"; $BIN/ruff check . && $BIN/ruff format --check .
 echo "== mypy"; $BIN/mypy
 echo "== unit and contract tests (no services)"; $BIN/python -m pytest tests/unit tests/contract -q -p no:cacheprovider
 

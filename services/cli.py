@@ -139,8 +139,7 @@ def parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive,
         default=1,
-        help="processes per service sharing its port, a socket each; a consumer's workers split its partitions "
-        "(one per core)",
+        help="processes per service sharing its port, a socket each; a consumer's workers split its partitions (one per core)",
     )
     run.set_defaults(func=cmd_run)
     sub.add_parser("demo", help="the main job end to end on local infrastructure").set_defaults(func=cmd_demo)

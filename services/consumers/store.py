@@ -103,10 +103,7 @@ def json_document(rows: Sequence[tuple[object, ...]]) -> str:
     """Rows as COLUMNS lists them (see `_values`), as the JSON array of objects APPLY unpacks."""
     edges = _JSON_EDGES
     return orjson.dumps(
-        [
-            dict(zip(COLUMNS, (*row[:10], edges.get(row[10], row[10]), edges.get(row[11], row[11])), strict=True))
-            for row in rows
-        ]
+        [dict(zip(COLUMNS, (*row[:10], edges.get(row[10], row[10]), edges.get(row[11], row[11])), strict=True)) for row in rows]
     ).decode()
 
 

@@ -120,8 +120,20 @@ def awkward_rows() -> list[store.Change]:
     changes = []
     for n, ((since, until), case) in enumerate(zip(edges, texts, strict=True)):
         listing_id = f"court.bj-1st-intermediate:awkward-{n}"
-        row = CopyRow(listing_id, 2, "court.dishonest_debtor", "court.bj-1st-intermediate", "person", f"{n:064x}",
-                      "110101********1234", ("FLIGHT", "RAIL"), "national", case, since, until)
+        row = CopyRow(
+            listing_id,
+            2,
+            "court.dishonest_debtor",
+            "court.bj-1st-intermediate",
+            "person",
+            f"{n:064x}",
+            "110101********1234",
+            ("FLIGHT", "RAIL"),
+            "national",
+            case,
+            since,
+            until,
+        )
         changes.append(store.Change(listing_id, 2, row))
     changes.append(store.Change("court.bj-1st-intermediate:awkward-marker", 3, None))
     return changes

@@ -69,4 +69,3 @@ async def test_the_check_query_reads_the_consumers_own_schema(lane: CheckConnect
     rows = await lane.fetch("SELECT current_schema() AS schema")
 
     assert rows[0]["schema"] == "airline"
-

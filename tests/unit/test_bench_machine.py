@@ -18,8 +18,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 def _stat(tmp_path: Path, user: int, nice: int, system: int, idle: int, iowait: int, irq: int, softirq: int) -> Path:
     path = tmp_path / "stat"
     path.write_text(
-        f"cpu  {user} {nice} {system} {idle} {iowait} {irq} {softirq} 777 0 0\n"
-        "cpu0 1 2 3 4 5 6 7 8 0 0\nintr 12345\n"
+        f"cpu  {user} {nice} {system} {idle} {iowait} {irq} {softirq} 777 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\nintr 12345\n"
     )
     return path
 

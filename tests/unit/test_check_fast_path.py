@@ -168,7 +168,7 @@ EDGE_BODIES = [
     b'{"subject":{"kind":"person","id":"1"},"action":"board_flight","extra":NaN}',
     b'{"subject":{"kind":"person","id":"1\n"},"action":"board_flight"}',
     b'{"subject":{"kind":"person","id":"1\\u0000"},"action":"board_flight","region":"CN-ZJ-HZ"}',
-    "{\"subject\":{\"kind\":\"person\",\"id\":\"1\"},\"action\":\"board_flight\"}".encode("utf-16"),
+    '{"subject":{"kind":"person","id":"1"},"action":"board_flight"}'.encode("utf-16"),
 ]
 
 
