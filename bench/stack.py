@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from bench.harness import progress
 from services import runner
 from services.kit.settings import Settings
 from services.localinfra.envfile import parse_env
+from services.localinfra.procs import free_port
 
 # What would point a child at the stack the bench was run against, or at its Kafka identity.
 STRIPPED = (
@@ -36,26 +36,6 @@ STRIPPED = (
     "BLACKLIST_SYNC_PG_PORT",
 )
 UP_TIMEOUT_S = 300.0
-
-
-def free_port(pair: bool = False) -> int:
-    """A port nothing listens on now (and the next one too, for Kafka's controller, when `pair`)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not pair or _free(port + 1):
-            return port
-    raise RuntimeError("no free pair of ports found on 127.0.0.1")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass

@@ -161,7 +161,7 @@ class Settings:
         return cls(
             home=home,
             kafka_bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
-            database_url=get("DATABASE_URL", "postgresql://postgres@127.0.0.1:55432/blacklist_sync"),
+            database_url=get("DATABASE_URL", "postgresql://postgres@127.0.0.1:15432/blacklist_sync"),
             publisher_tokens=tokens,
             subject_hash_key=get("SUBJECT_HASH_KEY", DEFAULT_SUBJECT_HASH_KEY).encode(),
             keyring_path=Path(get("AUTHORITY_KEYRING", str(home / "keyring.json"))),

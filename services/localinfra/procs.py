@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -81,6 +82,50 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LINUX_EPHEMERAL_RANGE = (32768, 60999)
+
+
+def ephemeral_range(source: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int]:
+    """The ports the kernel hands outgoing connections as their local port (Linux's default where unreadable).
+
+    A server port in this range can be taken by any outgoing connection before the server binds it, with nothing
+    listening there: the local stack's ports and the ports tests and benches pick lie below it."""
+    try:
+        low, high = (int(n) for n in source.read_text().split())
+    except (OSError, ValueError):
+        return LINUX_EPHEMERAL_RANGE
+    return low, high
+
+
+def free_port(pair: bool = False, floor: int = 10000) -> int:
+    """A port below the ephemeral range that nothing has bound now (and the next one too, for Kafka's controller,
+    when `pair`), for a server about to start. Falls back to a port the kernel picks if the range starts too low
+    to leave room below it."""
+    low, _ = ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(floor, low - 1) if low - 1 > floor else _kernel_pick()
+        if bindable(port) and (not pair or bindable(port + 1)):
+            return port
+    raise RuntimeError(f"no free {'pair of ports' if pair else 'port'} found on 127.0.0.1 below {low}")
+
+
+def _kernel_pick() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bindable(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def tail(path: Path, lines: int = 20) -> str:

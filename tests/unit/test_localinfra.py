@@ -15,7 +15,7 @@ from faststream.security import SASLScram256
 from schemas.catalogue import CONSUMERS, LISTING_TOPICS
 from services.kit.kafka import client_options, faststream_security
 from services.kit.settings import KafkaAuth, Settings, kafka_auth_from_env
-from services.localinfra import access, compose, kafka, kafka_protocol, postgres
+from services.localinfra import access, compose, kafka, kafka_protocol, postgres, procs
 from services.localinfra.credentials import (
     IDENTITIES,
     SCRAM_LOGIN,
@@ -191,7 +191,7 @@ def test_existing_keys_are_kept_when_up_runs_again(tmp_path: Path) -> None:
 
 
 def test_env_file_is_plain_key_value_lines_for_the_running_stack(tmp_path: Path) -> None:
-    url = "postgresql://postgres@127.0.0.1:55432/blacklist_sync"
+    url = "postgresql://postgres@127.0.0.1:15432/blacklist_sync"
     content = render_env("localhost:9092", url, tmp_path / "keyring.json", tmp_path)
 
     assert content.splitlines()[:2] == ["KAFKA_BOOTSTRAP_SERVERS=localhost:9092", f"DATABASE_URL={url}"]
@@ -472,6 +472,30 @@ def test_a_port_held_by_no_listener_gets_a_hint_naming_the_ephemeral_range_and_w
     log = 'LOG:  could not bind IPv4 address "127.0.0.1": Address already in use\nFATAL:  could not create any TCP/IP sockets'
     hint = postgres.port_taken_hint(log, listening=False)
     assert f"Nothing listens on 127.0.0.1:{postgres.PORT}" in hint
-    assert "BLACKLIST_SYNC_PG_PORT" in hint and "below 32768" in hint
+    low, _ = procs.ephemeral_range()
+    assert "BLACKLIST_SYNC_PG_PORT" in hint and f"below {low}" in hint
     assert postgres.port_taken_hint(log, listening=True) == ""  # another server: start() refuses that case itself
     assert postgres.port_taken_hint("FATAL:  data directory has wrong ownership", listening=False) == ""
+
+
+def test_the_ephemeral_range_is_read_from_the_kernel_or_defaults_to_linux_s(tmp_path: Path) -> None:
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("40000\t50000\n")
+    assert procs.ephemeral_range(ranges) == (40000, 50000)
+    assert procs.ephemeral_range(tmp_path / "missing") == procs.LINUX_EPHEMERAL_RANGE
+    ranges.write_text("garbage\n")
+    assert procs.ephemeral_range(ranges) == procs.LINUX_EPHEMERAL_RANGE
+
+
+def test_free_ports_lie_below_the_ephemeral_range_and_are_bindable() -> None:
+    low, _ = procs.ephemeral_range()
+    for _ in range(20):
+        port = procs.free_port(pair=True)
+        assert port + 1 < low
+        assert procs.bindable(port) and procs.bindable(port + 1)
+
+
+def test_the_default_postgres_port_lies_below_the_ephemeral_range() -> None:
+    first_ephemeral, _ = procs.LINUX_EPHEMERAL_RANGE
+    assert first_ephemeral > postgres.DEFAULT_PORT
+    assert first_ephemeral > kafka.DEFAULT_BROKER_PORT + 1  # and its controller's

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.stack import free_port, worker_pids
+from bench.stack import worker_pids
+from services.localinfra.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.unit.serve_app:app"
