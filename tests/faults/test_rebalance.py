@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 
 import asyncpg
 import httpx
@@ -85,10 +86,16 @@ async def test_instance_killed_during_a_rebalance_under_load_leaves_the_survivor
         first, gate, held, load = await held_first_instance(stack, processes, authors)
         loading = asyncio.create_task(load.run())
         try:
+            # Frozen, the first instance cannot rejoin, so the rebalance the second one starts stays open until the
+            # first's session times out (10 s) and the kill lands inside it. Running, the first could rejoin within
+            # milliseconds of its next heartbeat: a CI run once polled past the whole rebalance.
+            first.process.send_signal(signal.SIGSTOP)
             joining = asyncio.create_task(processes.start(CONSUMER, instance=1))
             at_kill = await kafka_probe.wait_group(stack.bootstrap_servers, CONSUMER, lambda g: g.state in REBALANCING, 30)
             kill_9(first)
         finally:
+            if first.process.poll() is None:  # the wait failed: a frozen process would not heed teardown's SIGTERM
+                kill_9(first)
             await gate.release()
         await instruments.wait_backend_gone(db, held, timeout=20)
         first_survivor_write = await instruments.last_write_id(db)
@@ -107,7 +114,7 @@ async def test_instance_killed_during_a_rebalance_under_load_leaves_the_survivor
         await db.close()
     result.survived = True
     result.notes = (
-        f"killed while the group was {at_kill.state} with {at_kill.members} members and a batch held open; "
+        f"frozen, then killed while the group was {at_kill.state} with {at_kill.members} members and a batch held open; "
         f"survivor wrote {counted} versions (= its metric) and counted {no_ops} redelivered no-ops"
     )
 
