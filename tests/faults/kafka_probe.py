@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
+    KafkaError,
+    NotCoordinatorForGroupError,
+)
 from aiokafka.protocol.admin import DescribeGroupsRequest_v3, DescribeGroupsResponse_v3
 from aiokafka.protocol.api import Request
 
@@ -114,9 +119,14 @@ async def wait_group(
 ) -> GroupState:
     deadline = time.monotonic() + timeout
     while True:
-        found = await group_state(bootstrap, group)
-        if ok(found):
-            return found
+        found: GroupState | KafkaError
+        try:
+            found = await group_state(bootstrap, group)
+        except (GroupLoadInProgressError, GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError) as exc:
+            found = exc  # a fresh broker creates its offsets topic on the first FindCoordinator; a busy one moves it
+        else:
+            if ok(found):
+                return found
         if time.monotonic() > deadline:
             raise AssertionError(f"group {group} is {found} after {timeout}s")
         await asyncio.sleep(poll)
