@@ -71,7 +71,9 @@ def services(infra: Infra) -> Iterator[dict[str, str]]:
     from services import runner
     from services.topology import SERVICES
 
-    running = runner.start(SERVICES, infra.home / "logs" / "tests", env=infra.env())
+    log_dir = infra.home / "logs" / "tests"
+    shutil.rmtree(log_dir, ignore_errors=True)  # this session's lines only: a test reads them whole
+    running = runner.start(SERVICES, log_dir, env=infra.env())
     try:
         runner.wait_ready(running, timeout=120, progress=lambda _: None)
         yield {r.spec.name: r.url for r in running}

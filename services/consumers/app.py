@@ -34,7 +34,7 @@ from services.kit.db import HeldConnection, create_pool, reachable
 from services.kit.heap import settle_heap
 from services.kit.http import install_common, unprocessable
 from services.kit.kafka import broker as kafka_broker
-from services.kit.kafka import idempotent_producer
+from services.kit.kafka import existing, idempotent_producer
 from services.kit.settings import Settings
 from services.kit.signing import Keyring
 
@@ -113,7 +113,7 @@ def build_broker(
     batches = pipeline or Pipeline(policy.name, keeper, group_records=BATCH_RECORDS)
 
     subscriber = broker.subscriber(
-        *topics,
+        *existing(*topics),
         group_id=group_id or policy.name,
         batch=True,
         max_records=BATCH_RECORDS,
@@ -148,6 +148,7 @@ def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> Fast
             try:
                 await broker.start()
                 state["broker_started"] = True
+                log.info("consuming %s as group %s", ", ".join(LISTING_TOPICS), policy.name)
                 return
             except (KafkaError, OSError) as exc:
                 log.warning("Kafka not reachable (%s); retrying in %.1fs", exc, delay)

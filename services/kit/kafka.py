@@ -7,10 +7,11 @@ import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, Topic
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from schemas.catalogue import DLQ_MAX_MESSAGE_BYTES
+from services.kit.logs import FASTSTREAM_BROKER
 from services.kit.settings import KafkaAuth, Settings
 
 
@@ -35,12 +36,21 @@ def idempotent_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduce
 def broker(settings: Settings, client_id: str) -> KafkaBroker:
     """The FastStream broker of a consumer service."""
     # Per-batch "Received/Processed" lines at DEBUG: at replay speed INFO logging would cost more than the apply.
+    # FastStream's own logger writes coloured plain text beside the service's JSON lines; ours goes through the
+    # root handler, so a log shipper reads every line as JSON (logs.configure sets its level).
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         log_level=logging.DEBUG,
+        logger=logging.getLogger(FASTSTREAM_BROKER),
         security=faststream_security(settings.kafka_auth),
     )
+
+
+def existing(*topics: str) -> tuple[Topic, ...]:
+    """Topics a subscriber reads but never creates: they come from `blacklist-sync up` (or the cluster's operators),
+    and a consumer's identity may not create topics, so FastStream's attempt only logged an authorization warning."""
+    return tuple(Topic(name, declare=False) for name in topics)
 
 
 def faststream_security(auth: KafkaAuth) -> BaseSecurity | None:

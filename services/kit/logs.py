@@ -15,6 +15,17 @@ from schemas.events import rfc3339
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
+FASTSTREAM_BROKER = "faststream.kafka"
+
+
+class _SupervisorChatter(logging.Filter):
+    """FastStream's task supervisor says "callback for Task-N is being executed..." at INFO whenever a subscriber's
+    task ends, which tells an operator nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("callback for ")
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -41,8 +52,17 @@ def configure(service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    # A logger's own level decides for the records it passes up (the root's does not filter them again): never
+    # below LOG_LEVEL.
     for noisy in ("aiokafka", "faststream"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # The consumers' FastStream broker logs here (services.kit.kafka): its partition assignments at INFO say which
+    # instance holds what after a rebalance; its per-batch lines are DEBUG.
+    broker = logging.getLogger(FASTSTREAM_BROKER)
+    broker.setLevel(max(logging.INFO, root.level))
+    if not any(isinstance(f, _SupervisorChatter) for f in broker.filters):
+        broker.addFilter(_SupervisorChatter())
+    # FastStream's own logger (and uvicorn's) come with plain-text handlers of their own: through the root instead.
+    for name in ("faststream", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
