@@ -17,6 +17,7 @@ HTTP routes and runs the same FastAPI lifespan, so both entry points behave alik
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -36,6 +37,11 @@ class ServiceStream(AsgiFastStream):
 
     def _service_lifespan(self, *_: Any, **__: Any) -> AbstractAsyncContextManager[Any]:
         return self.service_app.router.lifespan_context(self.service_app)
+
+    async def run(self, log_level: int = logging.INFO, run_extra_options: dict[str, Any] | None = None) -> None:
+        """`faststream run` without `--workers`: uvicorn keeps the service's JSON logging (configured when the app was
+        built) rather than installing its plain-text handlers, so its startup and access lines are JSON too."""
+        await super().run(log_level, {"log_config": None, **(run_extra_options or {})})
 
     async def _start_broker(self) -> None:
         """The FastAPI lifespan starts the service's broker; FastStream has none of its own to start."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -64,6 +65,13 @@ def spawn(infra: Infra, target: str, port: int, log: Path, workers: int = 1) -> 
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
 def read_log(log: Path) -> str:
     return log.read_text(errors="replace")
 
@@ -120,6 +128,11 @@ async def test_faststream_run_serves_checks_and_applies_court_listings(infra: In
         listing = await court_listing(client, {"court": court}, person, restrictions=["FLIGHT"])
         answer = await wait_for_answer(client, airline, person, "board_flight", allowed=False, timeout=30)
         assert listing["listing_id"] in {b["listing_id"] for b in answer["blocking"]}
+    for log in ("airline.log", "court.log"):  # uvicorn's startup and access lines included
+        lines = read_log(tmp_path / log).splitlines()
+        assert any("Application startup complete." in line for line in lines), log
+        not_json = [line for line in lines if line.strip() and not is_json_object(line)]
+        assert not not_json, f"{log}: {not_json[:5]}"
 
 
 async def test_sigterm_mid_load_exits_promptly_and_loses_no_listing(infra: Infra, tmp_path: Path) -> None:
