@@ -139,10 +139,10 @@ def port_taken_hint(log: str, *, listening: bool) -> str:
     if listening or "Address already in use" not in log:
         return ""
     low, high = procs.ephemeral_range()
-    where = f"the port lies in the kernel's ephemeral range, {low}-{high}" if low <= PORT <= high else "it was bound"
+    why = f" (the port lies in the kernel's ephemeral range, {low}-{high})" if low <= PORT <= high else ""
     return (
-        f"\nNothing listens on {HOST}:{PORT}, so a connection holds it as its local port ({where}). Run the command"
-        f" again once that connection has closed, or set BLACKLIST_SYNC_PG_PORT to a free port below {low}."
+        f"\nNothing listens on {HOST}:{PORT}, so a connection holds it as its local port{why}. Run the command again"
+        f" once that connection has closed, or set BLACKLIST_SYNC_PG_PORT to a free port below {low}."
     )
 
 
