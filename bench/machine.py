@@ -15,27 +15,11 @@ STAT = Path("/proc/stat")
 
 
 @dataclass(frozen=True)
-class Sample:
+class Usage:
+    """What the machine did over a stretch: since boot for a sample, between two samples for a stretch of a bench."""
+
     busy_s: float  # user, nice, system, irq and softirq of every CPU
     idle_s: float  # idle and iowait: time no process of ours wanted a CPU (steal, the host's, is neither)
-
-
-def sample(stat: Path = STAT) -> Sample:
-    """The machine's CPU counters now (Linux only: the bench reads /proc elsewhere too, for memory and workers)."""
-    fields = stat.read_text().split("\n", 1)[0].split()
-    if len(fields) < 8 or fields[0] != "cpu":
-        raise ValueError(f"{stat} does not start with the machine's cpu line: {' '.join(fields[:3])!r}")
-    user, nice, system, idle, iowait, irq, softirq = (int(x) for x in fields[1:8])
-    tick = os.sysconf("SC_CLK_TCK")
-    return Sample((user + nice + system + irq + softirq) / tick, (idle + iowait) / tick)
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What the machine did between two samples."""
-
-    busy_s: float
-    idle_s: float
 
     @property
     def busy_fraction(self) -> float:
@@ -48,7 +32,18 @@ class Usage:
         return self.busy_s / units * 1e6 if units > 0 else float("nan")
 
 
-def between(start: Sample, end: Sample) -> Usage:
+def sample(stat: Path = STAT) -> Usage:
+    """The machine's CPU counters now, its usage since boot (Linux only: the bench reads /proc elsewhere too, for
+    memory and workers)."""
+    fields = stat.read_text().split("\n", 1)[0].split()
+    if len(fields) < 8 or fields[0] != "cpu":
+        raise ValueError(f"{stat} does not start with the machine's cpu line: {' '.join(fields[:3])!r}")
+    user, nice, system, idle, iowait, irq, softirq = (int(x) for x in fields[1:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return Usage((user + nice + system + irq + softirq) / tick, (idle + iowait) / tick)
+
+
+def between(start: Usage, end: Usage) -> Usage:
     return Usage(end.busy_s - start.busy_s, end.idle_s - start.idle_s)
 
 

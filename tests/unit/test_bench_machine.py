@@ -37,7 +37,7 @@ def test_a_file_without_the_machine_line_is_refused(tmp_path: Path) -> None:
 
 
 def test_usage_between_two_samples() -> None:
-    usage = machine.between(machine.Sample(10.0, 50.0), machine.Sample(13.0, 51.0))
+    usage = machine.between(machine.Usage(10.0, 50.0), machine.Usage(13.0, 51.0))
     assert (usage.busy_s, usage.idle_s) == (3.0, 1.0)
     assert usage.busy_fraction == 0.75
     assert usage.us_per(1000) == pytest.approx(3000.0)
