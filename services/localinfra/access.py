@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -24,6 +26,8 @@ from services.localinfra.procs import LocalInfraError, quiet_logger
 Progress = Callable[[str], None]
 SCRAM_SHA_256 = 1  # the mechanism id AlterUserScramCredentials uses
 SCRAM_ITERATIONS = 8192  # Kafka's minimum is 4096
+SETTLE_TIMEOUT_S = 10.0  # for the broker to apply an ACL change the controller accepted
+SETTLE_POLL_S = 0.05
 
 
 class Resource(IntEnum):
@@ -144,7 +148,25 @@ async def converge_acls(connection: AIOKafkaConnection, table: list[Grant]) -> t
     if extra:
         response = await connection.send(kafka_protocol.delete_acls([g.binding() for g in extra]))
         _raise_on_errors("delete ACLs", [(str(g), r[0], r[1]) for g, r in zip(extra, response.filter_results, strict=True)])
+    if missing or extra:
+        await until_in_force(connection, set(table))
     return missing, extra
+
+
+async def until_in_force(connection: AIOKafkaConnection, table: set[Grant], timeout_s: float = SETTLE_TIMEOUT_S) -> None:
+    """Wait until the broker holds exactly the table for its principals. The controller has accepted a change when
+    CreateAcls or DeleteAcls answers; the broker, which describes ACLs and authorizes clients, applies it from the
+    metadata log a moment later. Without the wait, a service started right after `up` could be refused, and a
+    describe right after a change could miss it (a CI run's did)."""
+    principals = {g.principal for g in table}
+    deadline = time.monotonic() + timeout_s
+    while (held := await current_grants(connection, principals)) != table:
+        if time.monotonic() > deadline:
+            raise LocalInfraError(
+                f"Kafka's ACLs did not match the table within {timeout_s:.0f}s ({len(table - held)} missing,"
+                f" {len(held - table)} extra); run `blacklist-sync up` again, and see the broker's log if it recurs"
+            )
+        await asyncio.sleep(SETTLE_POLL_S)
 
 
 async def provision(

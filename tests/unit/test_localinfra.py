@@ -7,6 +7,8 @@ import hashlib
 import json
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -499,3 +501,49 @@ def test_the_default_postgres_port_lies_below_the_ephemeral_range() -> None:
     first_ephemeral, _ = procs.LINUX_EPHEMERAL_RANGE
     assert first_ephemeral > postgres.DEFAULT_PORT
     assert first_ephemeral > kafka.DEFAULT_BROKER_PORT + 1  # and its controller's
+
+
+class LaggingBroker:
+    """Stands in for a broker connection whose DescribeAcls lags its CreateAcls: the first `lag` describes after a
+    create still answer with the ACLs from before it, as a KRaft broker does until it has applied the change."""
+
+    def __init__(self, held: set[access.Grant], lag: int) -> None:
+        self.held, self.applied, self.lag = set(held), set(held), lag
+        self.describes = 0
+
+    async def send(self, call: Any) -> Any:
+        kind = type(call.struct).__name__
+        if kind.startswith("CreateAcls"):
+            self.held |= {access.Grant(p, r, n, o, pt, pm, h) for r, n, pt, p, h, o, pm, _ in call.struct.creations}
+            return SimpleNamespace(results=[(0, None)] * len(call.struct.creations))
+        assert kind.startswith("DescribeAcls"), kind
+        self.describes += 1
+        if self.held != self.applied:
+            if self.lag:
+                self.lag -= 1
+            else:
+                self.applied = set(self.held)
+        acl: list[Any] = [
+            (g.resource, g.name, g.pattern, [(g.principal, g.host, g.operation, g.permission, {})], {}) for g in self.applied
+        ]
+        return SimpleNamespace(error_code=0, error_message=None, resources=acl)
+
+
+async def test_converging_acls_returns_only_once_the_broker_holds_the_new_table() -> None:
+    table = [g for g in access.grants() if g.principal == "User:airline"]
+    broker = LaggingBroker(set(table[1:]), lag=3)
+
+    missing, extra = await access.converge_acls(cast(Any, broker), table)
+
+    assert (missing, extra) == ([table[0]], [])
+    assert broker.applied == set(table)  # a describe right after it returns sees the grant it created
+    assert broker.describes == 1 + 3 + 1  # the look before, three stale answers, then the one that matched
+
+
+async def test_acls_the_broker_never_applies_are_an_error_that_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(access, "SETTLE_POLL_S", 0.01)
+    table = {g for g in access.grants() if g.principal == "User:airline"}
+    broker = LaggingBroker(set(), lag=10**6)
+    broker.held = set(table)
+    with pytest.raises(LocalInfraError, match=r"did not match the table within 0s .*run `blacklist-sync up` again"):
+        await access.until_in_force(cast(Any, broker), table, timeout_s=0.05)
