@@ -22,6 +22,7 @@ from bench.harness import use_service_event_loop
 from bench.workspace import POLICY, Workspace
 from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
+from services.consumers.pipeline import APPLY_CONNECTIONS
 from services.kit.db import HeldConnection
 from services.kit.heap import settle_heap
 from services.kit.kafka import idempotent_producer
@@ -32,8 +33,8 @@ from services.kit.signing import Keyring
 class ReportingKeeper(CopyKeeper):
     """The real apply path, telling the bench when it fetched first and where each commit left each partition."""
 
-    def __init__(self, *args: object, out: TextIO) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def __init__(self, *args: object, out: TextIO, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.out = out
         self.started = False
 
@@ -64,8 +65,10 @@ async def work(out: TextIO) -> None:
     dlq = idempotent_producer(settings)
     await dlq.start()
     keyring = Keyring.load(settings.keyring_path)
-    applying = HeldConnection(pool)  # as the consumer service applies
-    keeper = ReportingKeeper(POLICY, applying, keyring, dlq, out=out)
+    # As the consumer service applies: asynchronous commits on connections of their own, settled on the pool.
+    apply_pool = await workspace.pool(synchronous_commit=False)
+    applying = HeldConnection(apply_pool, keep=APPLY_CONNECTIONS)
+    keeper = ReportingKeeper(POLICY, applying, keyring, dlq, settling=pool, out=out)
     broker = build_broker(POLICY, settings, lambda: keeper, topics=(job["topic"],), group_id=job["group"])
     loop = asyncio.get_running_loop()
     try:
@@ -78,6 +81,7 @@ async def work(out: TextIO) -> None:
         await broker.stop()
         await dlq.stop()
         await applying.close()
+        await apply_pool.close()
         await pool.close()
     keeper.say(f"verifications {keyring.verifications}")
 

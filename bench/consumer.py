@@ -25,6 +25,7 @@ from bench.workspace import POLICY, Workspace, end_offsets, produce, raw_consume
 from services.consumers import store
 from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
+from services.consumers.pipeline import APPLY_CONNECTIONS
 from services.kit.db import HeldConnection
 from services.kit.intake import Rejection, admit, headers_of
 from services.kit.kafka import idempotent_producer
@@ -49,8 +50,8 @@ async def raw_json_rate(settings: Settings, topic: str, total: int) -> float:
 class CountingKeeper(CopyKeeper):
     """The real apply path, counting records and timing from the first batch to the last."""
 
-    def __init__(self, *args: object, total: int) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def __init__(self, *args: object, total: int, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.total = total
         self.seen = 0
         self.started = 0.0
@@ -75,8 +76,10 @@ async def pipeline_rate(settings: Settings, workspace: Workspace, keyring: Keyri
     pool = await workspace.pool()
     dlq = idempotent_producer(settings)
     await dlq.start()
-    applying = HeldConnection(pool)  # as the consumer service applies
-    keeper = CountingKeeper(POLICY, applying, keyring, dlq, total=total)
+    # As the consumer service applies: asynchronous commits on connections of their own, settled on the pool.
+    apply_pool = await workspace.pool(synchronous_commit=False)
+    applying = HeldConnection(apply_pool, keep=APPLY_CONNECTIONS)
+    keeper = CountingKeeper(POLICY, applying, keyring, dlq, settling=pool, total=total)
     broker = build_broker(POLICY, settings, lambda: keeper, topics=(workspace.topic,), group_id=f"bench-{workspace.run}")
     await broker.start()
     try:
@@ -90,6 +93,7 @@ async def pipeline_rate(settings: Settings, workspace: Workspace, keyring: Keyri
         await broker.stop()
         await dlq.stop()
         await applying.close()
+        await apply_pool.close()
         await pool.close()
     return total / elapsed, keyring.verifications
 

@@ -20,6 +20,7 @@ from bench.harness import Figure, percentile, progress, use_service_event_loop
 from bench.workspace import POLICY, Workspace, raw_consumer
 from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
+from services.consumers.pipeline import APPLY_CONNECTIONS
 from services.kit.db import HeldConnection
 from services.kit.heap import settle_heap
 from services.kit.kafka import idempotent_producer
@@ -81,8 +82,8 @@ class TimingKeeper(CopyKeeper):
     It hooks apply, the step the consumer's Pipeline runs for the batches admitted since the previous transaction
     (process() is prepare + apply)."""
 
-    def __init__(self, *args: Any, expected: int) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, expected: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.expected = expected
         self.seen = 0
         self.batches: list[tuple[float, list[bytes]]] = []
@@ -244,8 +245,10 @@ async def _stream(
     pool = await workspace.pool()
     dlq = idempotent_producer(settings)
     await dlq.start()
-    applying = HeldConnection(pool)  # as the consumer service applies
-    keeper = TimingKeeper(POLICY, applying, Keyring.load(settings.keyring_path), dlq, expected=pace.total + 1)
+    # As the consumer service applies: asynchronous commits on connections of their own, settled on the pool.
+    apply_pool = await workspace.pool(synchronous_commit=False)
+    applying = HeldConnection(apply_pool, keep=APPLY_CONNECTIONS)
+    keeper = TimingKeeper(POLICY, applying, Keyring.load(settings.keyring_path), dlq, settling=pool, expected=pace.total + 1)
     broker = build_broker(POLICY, settings, lambda: keeper, topics=(workspace.topic,), group_id=f"bench-{workspace.run}")
     children = Children()
     try:
@@ -266,6 +269,7 @@ async def _stream(
         await broker.stop()
         await dlq.stop()
         await applying.close()
+        await apply_pool.close()
         await pool.close()
         children.stop()
     return latencies(keeper.batches), raw, produced

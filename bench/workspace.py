@@ -61,8 +61,10 @@ class Workspace:
         finally:
             await conn.close()
 
-    async def pool(self, schema: str | None = None, max_size: int = 4) -> asyncpg.Pool:
+    async def pool(self, schema: str | None = None, max_size: int = 4, synchronous_commit: bool = True) -> asyncpg.Pool:
         settings = {"search_path": schema or self.schema}
+        if not synchronous_commit:  # as the consumer service's apply connections (services/consumers/app.py)
+            settings["synchronous_commit"] = "off"
         # As the consumer service's own pool: no reset query on release (services/kit/db.py create_pool).
         pool = await asyncpg.create_pool(
             self.settings.database_url, min_size=1, max_size=max_size, server_settings=settings, reset=keep_session

@@ -27,7 +27,7 @@ from schemas.catalogue import LISTING_TOPICS
 from services.consumers import retention
 from services.consumers.checks import CheckAnswer, CheckConnections, CheckRefused, CheckRequest, check
 from services.consumers.copy import CopyKeeper
-from services.consumers.pipeline import Pipeline
+from services.consumers.pipeline import APPLY_CONNECTIONS, Pipeline
 from services.consumers.policy import ConsumerPolicy
 from services.kit import logs, metrics
 from services.kit.db import HeldConnection, create_pool, reachable
@@ -162,10 +162,15 @@ def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> Fast
         keyring = Keyring.load(settings.keyring_path)
         # Applies, sweeps and probes leave no session state: no reset round trip after each batch.
         pool = await create_pool(settings.database_url, policy.name, max_size=10, reset_sessions=False)
+        # The pipeline's own connections commit asynchronously; it settles them on the main pool (pipeline.py).
+        apply_pool = await create_pool(
+            settings.database_url, policy.name, max_size=APPLY_CONNECTIONS + 1, reset_sessions=False, synchronous_commit=False
+        )
         check_lane = await CheckConnections.open(settings.database_url, policy.name)
         dlq = idempotent_producer(settings)
-        applying = HeldConnection(pool)  # transactions come one at a time: one connection, kept
-        state.update(pool=pool, checks=check_lane, keeper=CopyKeeper(policy, applying, keyring, dlq))
+        applying = HeldConnection(apply_pool, keep=APPLY_CONNECTIONS)  # a connection kept per transaction in flight
+        keeper = CopyKeeper(policy, applying, keyring, dlq, settling=pool)
+        state.update(pool=pool, checks=check_lane, keeper=keeper)
         settle_heap()  # before the first fetch: a full collection later would stall the pipeline
         starter = asyncio.create_task(_start_all(dlq, start_broker))
         sweeper = asyncio.create_task(retention.sweep_forever(pool, policy.name, retention.retention_from_env()))
@@ -180,6 +185,7 @@ def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> Fast
             await broker.stop()
             await dlq.stop()
             await applying.close()
+            await apply_pool.close()
             await check_lane.close()
             await pool.close()
 

@@ -30,6 +30,7 @@ class BatchOutcome:
     accepted: int
     applied: int
     dead_lettered: int
+    server_started: datetime | None = None  # the run of the server that committed it; None if nothing was sent
 
 
 @dataclass
@@ -55,10 +56,12 @@ class CopyKeeper:
         keyring: Keyring,
         dlq: AIOKafkaProducer,
         retention: timedelta | None = None,
+        settling: asyncpg.Pool | None = None,
     ) -> None:
         self.policy = policy
         self.retention = retention if retention is not None else retention_from_env()
         self.pool = pool
+        self.settling = settling or pool  # where settle() runs: beside the applies, not queued behind them
         self.keyring = keyring
         self.dlq = dlq
         # This consumer's metric series, looked up once: a labels() call costs as much as the update it precedes.
@@ -112,17 +115,23 @@ class CopyKeeper:
         (store.apply_batch). A statement the database is still running when the consumer dies commits anyway; its
         offsets are not committed, so its records come again and the version check makes them no-ops, exactly as
         after a death between COMMIT and the offset commit."""
-        applied = 0
+        applied = store.Applied(0, None)
         if prepared.changes:
             async with self.pool.acquire() as conn:
-                applied = await store.apply_batch(conn, prepared.changes)
+                applied = await store.apply_changes(conn, prepared.changes)
         if prepared.rejected:
             # Only once the batch is committed: a batch retried while PostgreSQL is down, or lost to a crash
             # before its commit, has written no letter yet, so its redelivery writes each letter once. The
             # pipeline commits the offsets past a letter before its next transaction (see pipeline.py).
             await dead_letter(self.dlq, self.policy.name, prepared.rejected)
-        self._observe(len(prepared.changes), applied, prepared.occurred)
-        return BatchOutcome(prepared.records, len(prepared.changes), applied, prepared.dead_lettered)
+        self._observe(len(prepared.changes), applied.rows, prepared.occurred)
+        return BatchOutcome(prepared.records, len(prepared.changes), applied.rows, prepared.dead_lettered, applied.server_started)
+
+    async def settle(self) -> datetime:
+        """Make every transaction applied so far durable (the service applies with asynchronous commits); returns
+        when the server started, which the transactions' own outcomes must match (see store.settle)."""
+        async with self.settling.acquire() as conn:
+            return await store.settle(conn)
 
     def _observe(self, accepted: int, applied: int, occurred: list[datetime]) -> None:
         self._applied.inc(applied)

@@ -1,28 +1,49 @@
-"""Applies admitted batches one transaction at a time, in order; a batch's offsets are committed only after its own
-transaction, and a failed batch rewinds its partitions so nothing is ever committed ahead of the copy.
+"""Applies admitted batches in transactions (by default one at a time; more at once only on listings apart); a
+batch's offsets are committed only after its own transaction and every one fetched before it are durable, and a
+failed transaction rewinds its partitions so nothing is ever committed ahead of the copy.
 
 The fetch loop does not wait for the database: each batch is admitted (verified, projected) as soon as it is fetched
-and queued, while one transaction runs. When that transaction commits, every batch queued meanwhile goes into the next
-one (group commit): a record waits for at most the transaction running when it was admitted, never for a whole batch
-admitted before it as well. The queue holds at most one batch's worth of records, so a slow database stops fetching.
+and queued. If a connection is free, every batch queued goes into a transaction at once; otherwise they wait
+together for the next one (group commit). A record waits for at most the transactions running when it was admitted.
+The queue holds at most one batch's worth of records, so a slow database stops fetching.
 
-Offset commits run beside the pipeline, not in it: the next transaction starts as soon as the previous one has
-committed, while its offsets go to Kafka. Transactions commit in order, so the offsets waiting to be committed always
-belong to transactions already committed; those of a commit's spacing are coalesced into one commit (the highest
+With `connections` above one, two transactions run side by side only if no listing is in both: each listing's
+versions are applied by one transaction at a time, in fetch order, as on one connection (the version check would
+keep the newest anyway, but the second would wait on the first's row locks, and two such could deadlock). Listings
+apart are independent facts, so which of the two commits first changes no answer a check could give about either.
+
+Offset commits run beside the pipeline, not in it. A transaction's offsets are handed on once it and every
+transaction fetched before it have committed and are settled (below), so the offsets waiting to be committed always
+belong to transactions already durable; those of a commit's spacing are coalesced into one commit (the highest
 offset per partition), so a steady trickle of small batches does not cost Kafka a commit each. A commit lost to a
-crash or a rebalance only means redelivery, which the version check makes a no-op.
+crash or a rebalance only means redelivery, which the version check makes a no-op. A failed transaction rewinds to
+its own records and to those of every transaction after it (whether they committed or not), whose offsets are then
+never committed.
 
-Dead letters are the exception: a redelivered poison record is lettered again, so a group that wrote letters has its
-offsets committed before the next transaction starts. A crash from then on does not redeliver them; only one inside
-that commit's round trip does, and its duplicate letters carry the same x-dlq-source (dead letters are at least once)."""
+Transactions commit asynchronously (the service's apply connections run with synchronous_commit off): a commit
+returns, and its rows answer checks, before its WAL is on disk, so no record waits for a disk flush on its way into
+the copy. Durability is settled beside the pipeline instead: before committing offsets, the committer runs one
+synchronous commit on another connection (store.settle), which flushes the WAL of every transaction committed before
+it, and learns when the server started. A transaction is settled if it committed on that same run of the server.
+One that committed on an earlier run may have been lost with it: the pipeline rewinds to it as to a failed one, and
+applies it again. So Kafka never holds an offset past a transaction the copy could lose, and a crash of PostgreSQL
+costs at most a replay of what had not been flushed.
+
+Dead letters are the exception: a redelivered poison record is lettered again, so a transaction that writes letters
+runs alone and has its offsets committed before the next transaction starts. A crash from then on does not
+redeliver them; only one inside that commit's round trip does, and its duplicate letters carry the same
+x-dlq-source (dead letters are at least once)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from itertools import takewhile
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -34,6 +55,7 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
 COMMIT_SPACING_SECONDS = 0.05  # at most one offset commit (and lag report) per spacing; flush() skips the wait
 GROUP_RECORDS = 2000  # records queued for the next transaction at most: as many as one poll hands over
+APPLY_CONNECTIONS = 1  # transactions in flight at once, each on a connection of its own
 Offsets = dict[TopicPartition, int]
 
 
@@ -99,19 +121,41 @@ def merged(batches: Sequence[Admitted]) -> Prepared:
     )
 
 
+@dataclass(eq=False)
+class Flight:
+    """One transaction: the batches it applies, in fetch order, and the listings they touch."""
+
+    group: list[Admitted]
+    listings: frozenset[str]
+    exclusive: bool  # it writes dead letters: it runs alone, and its offsets are committed before anything else starts
+    done: bool = False  # committed (asynchronously: visible to checks, maybe not on disk yet)
+    server_started: datetime | None = None  # the run of the server that committed it
+    durable: bool = False  # settled: a synchronous commit on that same run of the server came after it
+    abandoned: bool = False  # it, or a transaction before it, failed: its records come again, its offsets never go
+
+
 class Pipeline:
-    def __init__(self, name: str, keeper: Callable[[], CopyKeeper | None], group_records: int = GROUP_RECORDS) -> None:
+    def __init__(
+        self,
+        name: str,
+        keeper: Callable[[], CopyKeeper | None],
+        group_records: int = GROUP_RECORDS,
+        connections: int | None = None,
+    ) -> None:
         self.name = name
         self.keeper = keeper
         self.group_records = group_records
-        self._queued: list[Admitted] = []  # admitted, waiting for the transaction after the running one
-        self._room = asyncio.Event()  # set whenever the applier takes the queue or stops
-        self._applier: asyncio.Task[None] | None = None
+        self.connections = connections or APPLY_CONNECTIONS
+        self._queued: list[Admitted] = []  # admitted, waiting for a transaction to start
+        self._room = asyncio.Event()  # set whenever a transaction takes the queue, or one ends
+        self._running: dict[Flight, asyncio.Task[None]] = {}  # transactions in flight, abandoned ones included
+        self._order: deque[Flight] = deque()  # transactions whose offsets wait, in fetch order
         self._failed: Offsets | None = None  # where a failed transaction rewound to, until a batch has retried
         self._closing = False
         self._uncommitted: Offsets = {}  # offsets after batches whose transactions have committed
         self._committer: asyncio.Task[None] | None = None
         self._hurry = asyncio.Event()  # set by flush(): commit what waits now, without the spacing
+        self._last: tuple[Any, CopyKeeper] | None = None  # the consumer and copy of the latest transaction
 
     async def handle(self, consumer: Any, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Admit this batch and queue it for the next transaction; back to fetching unless the queue is full."""
@@ -130,8 +174,7 @@ class Pipeline:
             await self._send_back(consumer, starts)
             return
         self._queued.append(Admitted(prepared, starts, next_offsets(records)))
-        if self._applier is None or self._applier.done():
-            self._applier = asyncio.create_task(self._apply_queued(consumer, copy))
+        if self._start_next(consumer, copy):
             # Let it take the queue and send its statement now: otherwise it waits for the fetch loop's own
             # bookkeeping after this batch (the framework's and the next poll's), some 0.15 ms a transaction.
             await asyncio.sleep(0)
@@ -141,24 +184,59 @@ class Pipeline:
             self._room.clear()
             await self._room.wait()
 
-    async def _apply_queued(self, consumer: Any, copy: CopyKeeper) -> None:
-        """One transaction after another, each with every batch queued when it starts, until the queue is empty."""
-        while self._queued and not self._closing:
-            group, self._queued = self._queued, []
-            self._room.set()
-            try:
-                outcome = await copy.apply(merged(group))
-            except Exception as exc:
-                # The queued batches were fetched after this group: they go back with it, and are fetched again.
-                self._failed = earliest(b.starts for b in group + self._queued)
-                self._queued = []
-                rewind(consumer, self._failed)
-                log.error("%d records not applied (%s); rewinding to retry", sum(b.prepared.records for b in group), exc)
-                break
-            self._commit_later(consumer, latest(b.ends for b in group))  # only after this group's database commit
-            if outcome.dead_lettered:
-                await self.flush()  # its letters are in Kafka: their records must not come back and be lettered again
+    def _start_next(self, consumer: Any, copy: CopyKeeper) -> bool:
+        """Start a transaction with every batch queued, if a connection is free and nothing in flight forbids it: a
+        transaction touching a listing that one in flight touches waits for it (the second would wait on its row
+        locks anyway, and two such could deadlock), and one that writes dead letters runs alone."""
+        if not self._queued or self._closing or self._failed is not None or len(self._running) >= self.connections:
+            return False
+        group = self._queued
+        exclusive = any(b.prepared.rejected for b in group)
+        if self._running and (exclusive or any(f.exclusive for f in self._running)):
+            return False
+        listings = frozenset(c.listing_id for b in group for c in b.prepared.changes)
+        if any(not listings.isdisjoint(f.listings) for f in self._running):
+            return False
+        self._queued = []
         self._room.set()
+        flight = Flight(group, listings, exclusive)
+        self._last = (consumer, copy)
+        self._order.append(flight)
+        self._running[flight] = asyncio.create_task(self._apply(consumer, copy, flight))
+        return True
+
+    async def _apply(self, consumer: Any, copy: CopyKeeper, flight: Flight) -> None:
+        """One transaction; once it has committed, its offsets follow those of every transaction fetched before it."""
+        try:
+            try:
+                outcome = await copy.apply(merged(flight.group))
+            except Exception as exc:
+                self._fail(consumer, flight, exc)
+                return
+            flight.done, flight.server_started = True, outcome.server_started
+            # Abandoned: an earlier transaction failed and rewound past this one, whose records come again as no-ops.
+            if not flight.abandoned:
+                self._commit_soon(consumer, copy)
+                if outcome.dead_lettered:
+                    await self.flush()  # its letters are in Kafka: their records must not come back and be lettered again
+        finally:
+            del self._running[flight]
+            self._room.set()
+            self._start_next(consumer, copy)  # what queued while every connection was busy, or behind this one
+
+    def _fail(self, consumer: Any, flight: Flight, exc: Exception) -> None:
+        """Rewind to this transaction's records, with those of every later one, in flight or queued: none of their
+        offsets may be committed now, since this one's come first. Earlier transactions go on and commit theirs."""
+        if flight.abandoned:
+            return  # an earlier failure has rewound past it already
+        later = list(self._order)[list(self._order).index(flight) :]
+        self._order = deque(f for f in self._order if f not in later)
+        for each in later:
+            each.abandoned = True
+        self._failed = earliest(b.starts for b in [*(b for f in later for b in f.group), *self._queued])
+        self._queued = []
+        rewind(consumer, self._failed)
+        log.error("%d records not applied (%s); rewinding to retry", sum(b.prepared.records for b in flight.group), exc)
 
     async def _send_back(self, consumer: Any, starts: Offsets) -> None:
         """Send this batch back: each partition resumes at the earlier of a failed transaction's start and this
@@ -168,32 +246,60 @@ class Pipeline:
         if not self._closing:
             await asyncio.sleep(RETRY_SECONDS)
 
-    def _commit_later(self, consumer: Any, ends: Offsets) -> None:
-        for tp, offset in ends.items():
-            self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, 0))
+    def _commit_soon(self, consumer: Any, copy: CopyKeeper) -> None:
         if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_all(consumer))
+            self._committer = asyncio.create_task(self._commit_all(consumer, copy))
 
-    async def _commit_all(self, consumer: Any) -> None:
-        """Commit what is waiting, then, a spacing later, whatever waited meanwhile, until nothing does."""
-        while self._uncommitted:
-            offsets, self._uncommitted = self._uncommitted, {}
-            try:
-                await consumer.commit(offsets)
-            except Exception as exc:
-                # A rebalance took the partitions, or Kafka is away: the next owner re-applies from the last
-                # committed offset, which the version check makes a no-op.
-                log.warning("offset commit failed after apply (%s); records will be redelivered harmlessly", exc)
-            try:
-                report_lag(self.name, consumer, offsets)
-            except Exception:  # a metric must never end the committer (or, through flush(), the pipeline)
-                log.exception("consumer lag not reported")
-            # The task stays through the spacing, so offsets arriving meanwhile wait for it rather than commit at once.
+    async def _commit_all(self, consumer: Any, copy: CopyKeeper) -> None:
+        """Settle the committed transactions and commit the offsets of those settled with none unsettled before them;
+        then, a spacing later, whatever committed meanwhile, until nothing does."""
+        while True:
+            settling = list(takewhile(lambda f: f.done, self._order))
+            if settling and not await self._settle(consumer, copy, settling):
+                return  # the database is away: the offsets wait, and the next transaction to commit calls us again
+            while self._order and self._order[0].durable:
+                for tp, offset in latest(b.ends for b in self._order.popleft().group).items():
+                    self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, 0))
+            if not self._uncommitted and not settling:
+                return
+            if self._uncommitted:
+                offsets, self._uncommitted = self._uncommitted, {}
+                try:
+                    await consumer.commit(offsets)
+                except Exception as exc:
+                    # A rebalance took the partitions, or Kafka is away: the next owner re-applies from the last
+                    # committed offset, which the version check makes a no-op.
+                    log.warning("offset commit failed after apply (%s); records will be redelivered harmlessly", exc)
+                try:
+                    report_lag(self.name, consumer, offsets)
+                except Exception:  # a metric must never end the committer (or, through flush(), the pipeline)
+                    log.exception("consumer lag not reported")
+            # The task stays through the spacing, so transactions committing meanwhile wait for it, and are settled
+            # and committed together.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._hurry.wait(), COMMIT_SPACING_SECONDS)
 
+    async def _settle(self, consumer: Any, copy: CopyKeeper, flights: list[Flight]) -> bool:
+        """Mark these committed transactions durable, or rewind to the first of them the server has lost since."""
+        try:
+            server_started = await copy.settle()
+        except Exception as exc:
+            log.warning("could not make the latest transactions durable (%s); their offsets wait", exc)
+            return False
+        for flight in flights:
+            if flight.abandoned:
+                continue
+            if flight.server_started not in (None, server_started):
+                # It committed asynchronously on a run of the server that has stopped since: it may be gone.
+                self._fail(consumer, flight, LostCommit("PostgreSQL restarted after it was committed"))
+                break
+            flight.durable = True
+        return True
+
     async def flush(self) -> None:
         """Wait until the offsets of every committed transaction are committed (or their commit has failed)."""
+        if self._last is not None and any(f.done for f in self._order):
+            self._commit_soon(*self._last)
         self._hurry.set()
         try:
             while self._committer is not None and not self._committer.done():
@@ -204,11 +310,15 @@ class Pipeline:
     async def close(self) -> None:
         """Stop taking batches (a late one is rewound, not committed), finish the transaction running, commit."""
         self._closing = True
-        if self._applier is not None:
-            await asyncio.gather(self._applier, return_exceptions=True)
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
         self._queued = []  # never applied, so never committed: the next owner of the partitions fetches them again
         self._room.set()
         await self.flush()
+
+
+class LostCommit(Exception):
+    """A transaction committed asynchronously on a run of the server that stopped before it was settled."""
 
 
 def report_lag(consumer_name: str, consumer: Any, ends: Offsets) -> None:

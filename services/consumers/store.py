@@ -35,7 +35,11 @@ def newest_per_listing(changes: Sequence[Change]) -> list[Change]:
     return list(newest.values())
 
 
+# The rows changed, and when the server that ran the statement started: a consumer commits its transactions
+# asynchronously, and a transaction is durable once a later synchronous commit on the same server has been flushed
+# (see settle); a server that started since has lost whatever was not flushed before it stopped.
 _UPSERT = """
+WITH changed AS (
 INSERT INTO listings AS t (listing_id, version, list, authority, subject_kind, id_hash, id_masked, restrictions,
                            scope, case_number, effective_from, expires_at)
 SELECT u.listing_id, u.version, u.list, u.authority, u.subject_kind, u.id_hash, u.id_masked,
@@ -47,6 +51,9 @@ ON CONFLICT (listing_id) DO UPDATE
        restrictions = excluded.restrictions, scope = excluded.scope, case_number = excluded.case_number,
        effective_from = excluded.effective_from, expires_at = excluded.expires_at, applied_at = now()
  WHERE t.version < excluded.version
+RETURNING 1
+)
+SELECT count(*)::int, pg_postmaster_start_time() FROM changed
 """
 COLUMNS = (
     "listing_id",
@@ -113,31 +120,59 @@ if CopyRow._fields != COLUMNS:  # pragma: no cover - a changed CopyRow must chan
 _NO_DATA = (None,) * (len(COLUMNS) - 2)
 
 
+class Applied(NamedTuple):
+    rows: int  # inserted or updated; the version check skips the rest
+    server_started: datetime | None  # when the server that ran the statement started; None if none ran
+
+
 async def apply_batch(conn: asyncpg.Connection, changes: Sequence[Change]) -> int:
-    """Apply a batch in one upsert; an older or equal version is a no-op. Returns the rows changed, from the
-    command tag (`INSERT 0 n` counts the rows inserted or updated, not those the version check skipped).
+    """Apply a batch in one upsert; an older or equal version is a no-op. Returns the rows changed."""
+    return (await apply_changes(conn, changes)).rows
+
+
+async def apply_changes(conn: asyncpg.Connection, changes: Sequence[Change]) -> Applied:
+    """apply_batch, also saying which run of the server committed it (see `_UPSERT`).
 
     Runs inside the caller's transaction: a large batch is staged with COPY first, and its staging rows go
     with the transaction, whichever way it ends."""
     rows = [_values(c) for c in newest_per_listing(changes)]
     if not rows:
-        return 0
+        return Applied(0, None)
     if len(rows) < COPY_FROM_ROWS:
-        return _changed(await conn.execute(APPLY, json_document(rows)))
+        return _applied(await conn.fetchrow(APPLY, json_document(rows)))
     if conn.is_in_transaction():
         return await _apply_staged(conn, rows)
     async with conn.transaction():  # in autocommit, the COPY's own commit would empty the stage before the upsert
         return await _apply_staged(conn, rows)
 
 
-async def _apply_staged(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> int:
+async def _apply_staged(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> Applied:
     await conn.execute(STAGE)
     await conn.copy_records_to_table("apply_stage", schema_name="pg_temp", records=rows, columns=COLUMNS)
-    return _changed(await conn.execute(APPLY_STAGED))
+    return _applied(await conn.fetchrow(APPLY_STAGED))
 
 
-def _changed(status: str) -> int:
-    return int(status.rsplit(" ", 1)[1])
+def _applied(row: asyncpg.Record | None) -> Applied:
+    assert row is not None  # an aggregate always answers one row
+    return Applied(row[0], row[1])
+
+
+# A synchronous commit, whatever the session's setting: once it returns, the WAL holding every transaction committed
+# before it on this server is on disk. It writes a row because PostgreSQL flushes at commit only for a transaction
+# that wrote WAL (one that only took a transaction id commits asynchronously, whatever synchronous_commit says).
+SETTLE = """
+INSERT INTO settled (one, at) VALUES (true, clock_timestamp())
+ON CONFLICT (one) DO UPDATE SET at = excluded.at
+RETURNING pg_postmaster_start_time()
+"""
+
+
+async def settle(conn: asyncpg.Connection) -> datetime:
+    """Make every transaction committed on this server so far durable; returns when the server started."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit TO on")
+        started: datetime = await conn.fetchval(SETTLE)
+    return started
 
 
 class Fetcher(Protocol):

@@ -102,8 +102,8 @@ def start_postgres(home: Path | None = None, progress: Progress = print) -> None
     postgres.start(_layout(home), progress)
 
 
-def stop_postgres(home: Path | None = None, progress: Progress = print) -> None:
-    postgres.stop(_layout(home), progress)
+def stop_postgres(home: Path | None = None, progress: Progress = print, mode: str = "fast") -> None:
+    postgres.stop(_layout(home), progress, mode)
 
 
 def _kafka_up(layout: Layout, progress: Progress) -> tuple[str, KafkaAuth]:

@@ -146,14 +146,15 @@ def port_taken_hint(log: str, *, listening: bool) -> str:
     )
 
 
-def stop(layout: Layout, progress: Progress) -> None:
-    """pg_ctl stop -m fast on our data dir; a server given by DATABASE_URL is never touched."""
+def stop(layout: Layout, progress: Progress, mode: str = "fast") -> None:
+    """pg_ctl stop -m fast on our data dir; a server given by DATABASE_URL is never touched. `mode="immediate"`
+    is a crash (no shutdown checkpoint; what the WAL writer had not flushed is lost), for the fault tests."""
     if not running(layout):
         progress("postgres: not running")
         return
     progress("postgres: stopping")
     try:
-        _pg_ctl(["-w", "-t", str(TIMEOUT_S), "-m", "fast", "stop"], pgdata=layout.postgres_data, **_run_as())
+        _pg_ctl(["-w", "-t", str(TIMEOUT_S), "-m", mode, "stop"], pgdata=layout.postgres_data, **_run_as())
     except subprocess.CalledProcessError as exc:
         raise LocalInfraError(f"pg_ctl stop failed; see {layout.postgres_log}") from exc
     progress("postgres: stopped")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -17,6 +17,11 @@ from schemas.events import Listing
 from services.consumers.policy import ConsumerPolicy, CopyRow
 from services.consumers.registry import POLICIES
 from services.consumers.retention import past_retention, retention_from_env
+from tests.faults import instruments
+
+if TYPE_CHECKING:
+    from tests.faults.conftest import FaultResult
+    from tests.faults.history import History
 
 RowData = tuple[Any, ...]
 # One action per consumer, asked by the wrong-answer probe (ticketing's premium seats check RAIL and RAIL_PREMIUM).
@@ -189,3 +194,12 @@ async def wrong_answers(
         if blocked != blocks(policy, listing, action, seat_class, datetime.now(UTC)):
             wrong.append(listing.listing_id)
     return wrong
+
+
+async def assert_exact_copy(db: asyncpg.Connection, consumer: str, authors: History, result: FaultResult) -> None:
+    """The consumer's copy equals the authorities' newest state, and no version of theirs was written twice."""
+    diff = compare(expected_copy(POLICIES[consumer], authors.newest.values()), await actual_copy(db, consumer, authors.authority))
+    result.lost, result.wrong_rows = len(diff.lost), len(diff.wrong)
+    assert not diff, f"{consumer} copy differs from the authority's state: {diff.describe()}"
+    twice = instruments.applied_twice(await instruments.writes(db, consumer, authors.authority))
+    assert not twice, f"versions written twice: {twice[:5]}"

@@ -12,12 +12,11 @@ import httpx
 import pytest
 
 from services import localinfra
-from services.consumers.registry import POLICIES
 from services.runner import RunningService
 from tests.conftest import Infra
 from tests.faults import instruments, kafka_probe
 from tests.faults.conftest import FaultResult
-from tests.faults.copies import actual_copy, compare, expected_copy, wrong_answers
+from tests.faults.copies import assert_exact_copy, wrong_answers
 from tests.faults.history import TOPIC, History, produce, signing_key
 from tests.faults.processes import Processes, events_applied
 
@@ -88,13 +87,7 @@ async def test_postgres_outage_holds_offsets_answers_503_and_the_consumer_catche
 
         db = await asyncpg.connect(stack.database_url)
         try:
-            diff = compare(
-                expected_copy(POLICIES[CONSUMER], authors.newest.values()), await actual_copy(db, CONSUMER, authors.authority)
-            )
-            result.lost, result.wrong_rows = len(diff.lost), len(diff.wrong)
-            assert not diff, diff.describe()
-            twice = instruments.applied_twice(await instruments.writes(db, CONSUMER, authors.authority))
-            assert not twice, f"versions written twice: {twice[:5]}"
+            await assert_exact_copy(db, CONSUMER, authors, result)
             written = await instruments.writes(db, CONSUMER, None, after_id=first_write)
         finally:
             await db.close()

@@ -16,7 +16,7 @@ from services.runner import RunningService
 from tests.conftest import Infra
 from tests.faults import instruments, kafka_probe
 from tests.faults.conftest import FaultResult
-from tests.faults.copies import actual_copy, compare, expected_copy, kept, wrong_answers
+from tests.faults.copies import assert_exact_copy, kept, wrong_answers
 from tests.faults.history import TOPIC, History, Sent, produce, signing_key
 from tests.faults.instruments import Gate
 from tests.faults.processes import Processes, events_applied, kill_9
@@ -60,11 +60,7 @@ async def held_first_instance(stack: Infra, processes: Processes, authors: Histo
 async def check_copy(stack: Infra, db: asyncpg.Connection, authors: History, result: FaultResult) -> None:
     ends = await kafka_probe.end_offsets(stack.bootstrap_servers, TOPIC)
     await kafka_probe.wait_committed(stack.bootstrap_servers, CONSUMER, TOPIC, ends, APPLY_TIMEOUT)
-    diff = compare(expected_copy(POLICIES[CONSUMER], authors.newest.values()), await actual_copy(db, CONSUMER, authors.authority))
-    result.lost, result.wrong_rows = len(diff.lost), len(diff.wrong)
-    assert not diff, diff.describe()
-    twice = instruments.applied_twice(await instruments.writes(db, CONSUMER, authors.authority))
-    assert not twice, f"versions written twice: {twice[:5]}"
+    await assert_exact_copy(db, CONSUMER, authors, result)
 
 
 async def probe(url: str, authors: History, result: FaultResult) -> None:

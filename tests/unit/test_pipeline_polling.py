@@ -1,9 +1,13 @@
-"""The consumer's fetch loop and pipeline: no pause after an empty poll, group commit, offsets never ahead of the copy."""
+"""The consumer's fetch loop and pipeline: no pause after an empty poll, group commit, offsets never ahead of the copy.
+
+These pipelines run one transaction at a time (`connections=1`), as the default one does whenever its second
+connection is busy or the listings overlap; test_pipeline_concurrent.py covers two at once."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -19,6 +23,7 @@ from services.consumers.registry import POLICIES
 from services.kit.settings import Settings
 
 TOPIC = "court.listings.v1"
+SERVER_STARTED = datetime(2026, 1, 1, tzinfo=UTC)
 AIRLINE = POLICIES["airline"]
 
 
@@ -84,6 +89,10 @@ class ListKeeper(CopyKeeper):
         lettered = sum(r.value == POISON for r in prepared.batch)
         return BatchOutcome(prepared.records, prepared.records - lettered, prepared.records - lettered, lettered)
 
+    async def settle(self) -> datetime:
+        """The server never restarts here: every transaction is durable once settled."""
+        return SERVER_STARTED
+
     async def until(self, applied: int = 0, failures: int = 0) -> None:
         while len(self.applied) < applied or self.failures < failures:
             self.done.clear()
@@ -115,7 +124,7 @@ async def test_poll_hands_over_every_partitions_records_in_fetch_order() -> None
 
 async def test_batches_fetched_during_a_transaction_go_into_the_next_one_in_fetch_order() -> None:
     keeper, consumer = ListKeeper(), PollingConsumer()
-    batches = Pipeline(AIRLINE.name, lambda: keeper)
+    batches = Pipeline(AIRLINE.name, lambda: keeper, connections=1)
     keeper.held.clear()
     await handled(batches, consumer, [record(0, 0), record(1, 0)])
     await asyncio.wait_for(keeper.open.wait(), timeout=10)  # the first transaction is running
@@ -130,7 +139,7 @@ async def test_batches_fetched_during_a_transaction_go_into_the_next_one_in_fetc
 
 async def test_a_full_queue_holds_the_fetch_loop_until_the_transaction_takes_it() -> None:
     keeper, consumer = ListKeeper(), PollingConsumer()
-    batches = Pipeline(AIRLINE.name, lambda: keeper, group_records=4)
+    batches = Pipeline(AIRLINE.name, lambda: keeper, group_records=4, connections=1)
     keeper.held.clear()
     await handled(batches, consumer, [record(0, 0)])
     await asyncio.wait_for(keeper.open.wait(), timeout=10)
@@ -150,7 +159,7 @@ async def test_offsets_of_transactions_within_a_spacing_go_out_as_one_commit_at_
 ) -> None:
     monkeypatch.setattr(pipeline, "COMMIT_SPACING_SECONDS", 60.0)  # the whole test runs inside one spacing
     keeper, consumer = ListKeeper(), PollingConsumer()
-    batches = Pipeline(AIRLINE.name, lambda: keeper)
+    batches = Pipeline(AIRLINE.name, lambda: keeper, connections=1)
     for n, start in enumerate(range(0, 12, 3), start=1):
         await handled(batches, consumer, [record(0, start + k) for k in range(3)] + [record(2, start)])
         await keeper.until(applied=n)
@@ -168,7 +177,7 @@ async def test_a_transaction_that_wrote_dead_letters_has_its_offsets_committed_b
     monkeypatch.setattr(pipeline, "COMMIT_SPACING_SECONDS", 60.0)  # without letters, offsets would wait for flush()
     consumer = PollingConsumer()
     keeper = ListKeeper(consumer=consumer)
-    batches = Pipeline(AIRLINE.name, lambda: keeper)
+    batches = Pipeline(AIRLINE.name, lambda: keeper, connections=1)
     p0 = TopicPartition(TOPIC, 0)
     await handled(batches, consumer, [record(0, 0), record(0, 1)])
     await keeper.until(applied=1)
@@ -190,7 +199,7 @@ async def test_failed_transaction_rewinds_with_the_batches_queued_behind_it_and_
 ) -> None:
     monkeypatch.setattr(pipeline, "RETRY_SECONDS", 0.0)
     keeper, consumer = ListKeeper(fail_on=3), PollingConsumer()
-    batches = Pipeline(AIRLINE.name, lambda: keeper)
+    batches = Pipeline(AIRLINE.name, lambda: keeper, connections=1)
     await handled(batches, consumer, [record(0, 0), record(0, 1), record(0, 2)])
     await keeper.until(applied=1)
     keeper.held.clear()
@@ -237,7 +246,7 @@ async def test_a_partition_lost_to_a_rebalance_fails_its_commit_but_neither_the_
     p0, p1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
     consumer = RebalancedConsumer(owned={p0}, taken={p1})
     keeper = ListKeeper(consumer=consumer)
-    batches = Pipeline(AIRLINE.name, lambda: keeper)
+    batches = Pipeline(AIRLINE.name, lambda: keeper, connections=1)
     keeper.held.clear()
     await handled(batches, consumer, [record(1, 5), record(1, 6, POISON)])  # its offsets' commit will fail
     await asyncio.wait_for(keeper.open.wait(), timeout=10)
