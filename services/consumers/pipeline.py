@@ -123,9 +123,12 @@ def merged(batches: Sequence[Admitted]) -> Prepared:
 
 @dataclass(eq=False)
 class Flight:
-    """One transaction: the batches it applies, in fetch order, and the listings they touch."""
+    """One transaction: where its records start and end, and the listings they touch. It may wait long after its
+    commit for a settle, so it keeps no records: its batches go to the transaction only (`_apply`)."""
 
-    group: list[Admitted]
+    starts: Offsets
+    ends: Offsets
+    records: int
     listings: frozenset[str]
     exclusive: bool  # it writes dead letters: it runs alone, and its offsets are committed before anything else starts
     done: bool = False  # committed (asynchronously: visible to checks, maybe not on disk yet)
@@ -199,17 +202,18 @@ class Pipeline:
             return False
         self._queued = []
         self._room.set()
-        flight = Flight(group, listings, exclusive)
+        starts, ends = earliest(b.starts for b in group), latest(b.ends for b in group)
+        flight = Flight(starts, ends, sum(b.prepared.records for b in group), listings, exclusive)
         self._last = (consumer, copy)
         self._order.append(flight)
-        self._running[flight] = asyncio.create_task(self._apply(consumer, copy, flight))
+        self._running[flight] = asyncio.create_task(self._apply(consumer, copy, flight, merged(group)))
         return True
 
-    async def _apply(self, consumer: Any, copy: CopyKeeper, flight: Flight) -> None:
+    async def _apply(self, consumer: Any, copy: CopyKeeper, flight: Flight, prepared: Prepared) -> None:
         """One transaction; once it has committed, its offsets follow those of every transaction fetched before it."""
         try:
             try:
-                outcome = await copy.apply(merged(flight.group))
+                outcome = await copy.apply(prepared)
             except Exception as exc:
                 self._fail(consumer, flight, exc)
                 return
@@ -233,10 +237,10 @@ class Pipeline:
         self._order = deque(f for f in self._order if f not in later)
         for each in later:
             each.abandoned = True
-        self._failed = earliest(b.starts for b in [*(b for f in later for b in f.group), *self._queued])
+        self._failed = earliest([*(f.starts for f in later), *(b.starts for b in self._queued)])
         self._queued = []
         rewind(consumer, self._failed)
-        log.error("%d records not applied (%s); rewinding to retry", sum(b.prepared.records for b in flight.group), exc)
+        log.error("%d records not applied (%s); rewinding to retry", flight.records, exc)
 
     async def _send_back(self, consumer: Any, starts: Offsets) -> None:
         """Send this batch back: each partition resumes at the earlier of a failed transaction's start and this
@@ -258,7 +262,7 @@ class Pipeline:
             if settling and not await self._settle(consumer, copy, settling):
                 return  # the database is away: the offsets wait, and the next transaction to commit calls us again
             while self._order and self._order[0].durable:
-                for tp, offset in latest(b.ends for b in self._order.popleft().group).items():
+                for tp, offset in self._order.popleft().ends.items():
                     self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, 0))
             if not self._uncommitted and not settling:
                 return

@@ -4,6 +4,8 @@ the server has followed them (settled), and a server that restarted before that 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from datetime import timedelta
 
 import pytest
@@ -67,3 +69,19 @@ async def test_a_server_restarted_before_the_settle_has_its_transactions_applied
     await asyncio.wait_for(batches.close(), timeout=10)
     assert keeper.applied[-2:] == [["a", "a2", "b", "b2"], ["c"]]
     assert latest_commit(consumer) == {P0: 3, P1: 4, P2: 8}
+
+
+async def test_a_transaction_waiting_for_its_settle_keeps_none_of_its_records() -> None:
+    """The database may refuse settles for long while transactions go on: what waits for one must stay small."""
+    keeper, consumer, batches = two_lanes()
+    keeper.settle_fails = True
+    keeper.gate("a").set()
+    records = [record(0, n, "a" if n == 0 else f"a{n}") for n in range(50)]
+    kept = weakref.ref(records[-1])
+    await handled(batches, consumer, records)
+    await keeper.let_run()
+    assert keeper.applied and consumer.commits == []  # applied, not settled
+    del records
+    gc.collect()
+    assert kept() is None, "a record outlived its transaction while the transaction waited for a settle"
+    await asyncio.wait_for(batches.close(), timeout=10)
