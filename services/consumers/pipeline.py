@@ -225,6 +225,7 @@ class Pipeline:
                     await self.flush()  # its letters are in Kafka: their records must not come back and be lettered again
         finally:
             del self._running[flight]
+            flight.listings = frozenset()  # only transactions in flight are compared: it may now wait small
             self._room.set()
             self._start_next(consumer, copy)  # what queued while every connection was busy, or behind this one
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import weakref
 from datetime import timedelta
 
@@ -84,4 +85,5 @@ async def test_a_transaction_waiting_for_its_settle_keeps_none_of_its_records() 
     del records
     gc.collect()
     assert kept() is None, "a record outlived its transaction while the transaction waited for a settle"
+    assert sys.getsizeof(batches._order[0].listings) < 1024, "its listing ids are kept while it waits"
     await asyncio.wait_for(batches.close(), timeout=10)
