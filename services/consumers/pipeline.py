@@ -302,7 +302,8 @@ class Pipeline:
         return True
 
     async def flush(self) -> None:
-        """Wait until the offsets of every committed transaction are committed (or their commit has failed)."""
+        """Settle every committed transaction and wait until its offsets are committed (or the settle or the commit
+        has failed: the offsets then wait, and their records come again after a restart)."""
         if self._last is not None and any(f.done for f in self._order):
             self._commit_soon(*self._last)
         self._hurry.set()
