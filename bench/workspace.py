@@ -117,6 +117,18 @@ def raw_consumer(settings: Settings, topics: Sequence[str], group: str | None = 
     )
 
 
+async def start_group_at_end(settings: Settings, topic: str, group: str) -> None:
+    """Commit the end of every partition of `topic` for `group`, so its first member starts after what is there."""
+    consumer = raw_consumer(settings, [], group=group)
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, [topic])
+        consumer.assign(partitions)  # a manual assignment commits without joining the group
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
 async def raw_json_read(settings: Settings, topics: Sequence[str], total: int, timeout: float = 600.0) -> tuple[int, float]:
     """Baseline: raw aiokafka reading `total` records and parsing each as JSON, nothing else; (records, seconds)."""
     import json
