@@ -32,7 +32,7 @@ from services.consumers.policy import ConsumerPolicy
 from services.kit import logs, metrics
 from services.kit.db import HeldConnection, create_pool, reachable
 from services.kit.heap import settle_heap
-from services.kit.http import install_common, unprocessable
+from services.kit.http import FastPathApp, install_common, unprocessable
 from services.kit.kafka import broker as kafka_broker
 from services.kit.kafka import existing, idempotent_producer
 from services.kit.settings import Settings
@@ -189,7 +189,7 @@ def create_app(policy: ConsumerPolicy, settings: Settings | None = None) -> Fast
             await check_lane.close()
             await pool.close()
 
-    app = FastAPI(title=f"Blacklist Sync {policy.name} consumer", version="1", lifespan=lifespan)
+    app = FastPathApp(title=f"Blacklist Sync {policy.name} consumer", version="1", lifespan=lifespan)
 
     async def ready() -> dict[str, bool]:
         database = await reachable(state.get("pool"))

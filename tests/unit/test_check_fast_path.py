@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from services.consumers.checks import CheckRequest
-from services.kit.http import MAX_BODY_BYTES, install_common
+from services.kit.http import MAX_BODY_BYTES, FastPathApp, install_common
 
 VALID = {"subject": {"kind": "person", "id": "110101199003071234"}, "action": "board_flight"}
 
@@ -28,8 +28,9 @@ async def always_ready() -> dict[str, bool]:
     return {"database": True}
 
 
-def toy_app(decline: bool) -> tuple[FastAPI, list[bytes], list[str]]:
-    """An app with a fast path on /v1/echo; records the bodies the fast path saw and who answered."""
+def toy_app(decline: bool) -> tuple[FastPathApp, list[bytes], list[str]]:
+    """An app with a fast path on /v1/echo; records the bodies the fast path saw and who answered, and every request
+    that entered the framework's own middleware stack (as "stack <path>")."""
     seen: list[bytes] = []
     answered_by: list[str] = []
 
@@ -40,8 +41,13 @@ def toy_app(decline: bool) -> tuple[FastAPI, list[bytes], list[str]]:
         answered_by.append("fast")
         return Response(b'{"by":"fast"}', media_type="application/json")
 
-    app = FastAPI()
+    app = FastPathApp()
     install_common(app, always_ready, fast_posts={"/v1/echo": fast})
+
+    @app.middleware("http")
+    async def entered(request: Any, call_next: Any) -> Any:
+        answered_by.append(f"stack {request.url.path}")
+        return await call_next(request)
 
     @app.post("/v1/echo")
     async def echo(body: Echo) -> dict[str, Any]:
@@ -65,7 +71,7 @@ async def test_fast_path_answers_a_json_post_without_reaching_the_route() -> Non
     response = await post(app, json.dumps(VALID).encode(), JSON)
 
     assert response.json() == {"by": "fast"}
-    assert answered_by == ["fast"]
+    assert answered_by == ["fast"]  # never entered the framework's stack
     assert seen == [json.dumps(VALID).encode()]
 
 
@@ -76,7 +82,7 @@ async def test_body_the_fast_path_declines_reaches_the_route_unchanged() -> None
 
     assert response.status_code == 200
     assert response.json() == {"by": "route", "action": "board_flight"}
-    assert answered_by == ["route"]
+    assert answered_by == ["stack /v1/echo", "route"]
     assert len(seen) == 1
 
 
@@ -87,7 +93,7 @@ async def test_declined_malformed_body_gets_the_routes_own_422_naming_the_field(
 
     assert response.status_code == 422
     assert response.json()["field"] == "action"
-    assert answered_by == []
+    assert answered_by == ["stack /v1/echo"]
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/vnd.check+json", "application/jsonx"])
@@ -119,6 +125,24 @@ async def test_other_paths_and_methods_skip_the_fast_path() -> None:
     assert elsewhere.status_code == 404
     assert health.json() == {"status": "ok"}
     assert seen == []
+
+
+async def test_requests_the_fast_path_does_not_take_go_through_the_whole_app() -> None:
+    app, _, answered_by = toy_app(decline=False)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://toy") as client:
+        await client.get("/healthz")
+        await client.post("/v1/echo", content=b"action=x", headers={"content-type": "text/plain"})
+
+    assert answered_by == ["stack /healthz", "stack /v1/echo"]
+
+
+def test_fast_paths_need_an_app_that_serves_them_in_front() -> None:
+    async def fast(body: bytes) -> Response | None:
+        return None
+
+    with pytest.raises(TypeError, match="FastPathApp"):
+        install_common(FastAPI(), always_ready, fast_posts={"/v1/echo": fast})
 
 
 async def test_oversized_body_is_413_before_the_fast_path_reads_it() -> None:
