@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.kit.settings import KafkaAuth, home_dir, kafka_auth_from_env, local_env
 
@@ -43,3 +46,17 @@ def consumer(bootstrap_servers: str, *topics: str, auth: KafkaAuth | None = None
 
 def admin(bootstrap_servers: str, *, auth: KafkaAuth | None = None, **extra: Any) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**options(bootstrap_servers, auth), **extra)
+
+
+@contextlib.asynccontextmanager
+async def scratch_topic(bootstrap_servers: str, prefix: str, partitions: int = 1) -> AsyncIterator[str]:
+    """A topic of the test's own (`prefix` and a random suffix), deleted afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    client = admin(bootstrap_servers)
+    await client.start()
+    try:
+        await client.create_topics([NewTopic(name, partitions, 1)])
+        yield name
+    finally:
+        await client.delete_topics([name])
+        await client.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -27,7 +27,7 @@ from schemas.catalogue import LISTING_TOPICS
 from services.consumers import retention
 from services.consumers.checks import CheckAnswer, CheckConnections, CheckRefused, CheckRequest, check
 from services.consumers.copy import CopyKeeper
-from services.consumers.pipeline import APPLY_CONNECTIONS, Pipeline
+from services.consumers.pipeline import APPLY_CONNECTIONS, HAND_OVER_SECONDS, Pipeline
 from services.consumers.policy import ConsumerPolicy
 from services.kit import logs, metrics
 from services.kit.db import HeldConnection, create_pool, reachable
@@ -45,6 +45,10 @@ RETRY_SECONDS = 1.0
 # A member learns of a rebalance at its next heartbeat: with several workers (`--workers N`) or instances, a third of
 # aiokafka's 3 s default lets a joining worker take its partitions within about a second instead of three.
 HEARTBEAT_MS = 1000
+# How long the group waits for a member to rejoin once a rebalance began. aiokafka's default is the session timeout
+# (10 s), which a hand-over that waits its whole HAND_OVER_SECONDS would overrun: the member would be dropped from
+# the group and its commit refused. A member that dies meanwhile still leaves at its session timeout.
+REBALANCE_TIMEOUT_MS = int(HAND_OVER_SECONDS * 1000) + 20_000
 
 
 def _safe_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
@@ -100,6 +104,19 @@ class PromptBatchSubscriber(BatchSubscriber):
         return tuple(chain.from_iterable(fetched.values()))
 
 
+class HandOver(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    """Before a rebalance takes partitions, the pipeline commits what it applied of them (Pipeline.hand_over)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.pipeline.hand_over(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
+
+
 def build_broker(
     policy: ConsumerPolicy,
     settings: Settings,
@@ -124,6 +141,8 @@ def build_broker(
         decoder=raw_decoder,
         max_poll_interval_ms=300_000,
         heartbeat_interval_ms=HEARTBEAT_MS,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+        listener=HandOver(batches),
     )
     subscriber.__class__ = PromptBatchSubscriber  # same slots: only get_msg differs
 

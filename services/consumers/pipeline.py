@@ -15,10 +15,12 @@ apart are independent facts, so which of the two commits first changes no answer
 Offset commits run beside the pipeline, not in it. A transaction's offsets are handed on once it and every
 transaction fetched before it have committed and are settled (below), so the offsets waiting to be committed always
 belong to transactions already durable; those of a commit's spacing are coalesced into one commit (the highest
-offset per partition), so a steady trickle of small batches does not cost Kafka a commit each. A commit lost to a
-crash or a rebalance only means redelivery, which the version check makes a no-op. A failed transaction rewinds to
-its own records and to those of every transaction after it (whether they committed or not), whose offsets are then
-never committed.
+offset per partition), so a steady trickle of small batches does not cost Kafka a commit each. Before a rebalance
+takes partitions, the transactions in flight end and what they applied is committed (hand_over), so the partitions'
+next owner starts after it; a commit names only partitions the consumer still holds. A commit lost to a crash, or
+to a rebalance that could not wait, only means redelivery, which the version check makes a no-op. A failed
+transaction rewinds to its own records and to those of every transaction after it (whether they committed or not),
+whose offsets are then never committed.
 
 Transactions commit asynchronously (the service's apply connections run with synchronous_commit off): a commit
 returns, and its rows answer checks, before its WAL is on disk, so no record waits for a disk flush on its way into
@@ -56,6 +58,9 @@ RETRY_SECONDS = 1.0
 COMMIT_SPACING_SECONDS = 0.05  # at most one offset commit (and lag report) per spacing; flush() skips the wait
 GROUP_RECORDS = 2000  # records queued for the next transaction at most: as many as one poll hands over
 APPLY_CONNECTIONS = 1  # transactions in flight at once, each on a connection of its own
+# At most this long of a rebalance is spent committing what was applied before the partitions go (hand_over); the
+# group waits for every member's, up to its max.poll.interval.ms.
+HAND_OVER_SECONDS = 10.0
 Offsets = dict[TopicPartition, int]
 
 
@@ -159,6 +164,7 @@ class Pipeline:
         self._committer: asyncio.Task[None] | None = None
         self._hurry = asyncio.Event()  # set by flush(): commit what waits now, without the spacing
         self._last: tuple[Any, CopyKeeper] | None = None  # the consumer and copy of the latest transaction
+        self._draining: asyncio.Future[None] | None = None  # the latest hand-over's wait (hand_over)
 
     async def handle(self, consumer: Any, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Admit this batch and queue it for the next transaction; back to fetching unless the queue is full."""
@@ -268,12 +274,13 @@ class Pipeline:
             if not self._uncommitted and not settling:
                 return
             if self._uncommitted:
-                offsets, self._uncommitted = self._uncommitted, {}
+                offsets, self._uncommitted = still_assigned(consumer, self._uncommitted), {}
                 try:
-                    await consumer.commit(offsets)
+                    if offsets:
+                        await consumer.commit(offsets)
                 except Exception as exc:
-                    # A rebalance took the partitions, or Kafka is away: the next owner re-applies from the last
-                    # committed offset, which the version check makes a no-op.
+                    # A rebalance took the partitions meanwhile, or Kafka is away: the next owner re-applies from
+                    # the last committed offset, which the version check makes a no-op.
                     log.warning("offset commit failed after apply (%s); records will be redelivered harmlessly", exc)
                 try:
                     report_lag(self.name, consumer, offsets)
@@ -313,6 +320,30 @@ class Pipeline:
         finally:
             self._hurry.clear()
 
+    async def hand_over(self, revoked: Iterable[TopicPartition], timeout: float = HAND_OVER_SECONDS) -> None:
+        """Before a rebalance takes `revoked`: let the transactions in flight end, then settle and commit what they
+        and the ones before them applied, so the partitions' next owner starts after it instead of applying it again
+        (as no-ops, but lettering a poison record twice). Bounded by `timeout`: a database or Kafka that does not
+        answer must not hold the whole group's rebalance; what is left is then redelivered, harmlessly."""
+        revoked = set(revoked)
+        if not revoked or (not self._running and not self._order):
+            return
+        # Waited for, never cancelled: a transaction or a commit cut short would only be redone.
+        self._draining = asyncio.ensure_future(self._drain())
+        done, _ = await asyncio.wait({self._draining}, timeout=timeout)
+        if not done:
+            log.warning(
+                "partitions %s handed over before what was applied of them in the last %.0fs was committed; their"
+                " next owner applies those records again, as no-ops",
+                ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in revoked)),
+                timeout,
+            )
+
+    async def _drain(self) -> None:
+        while self._running:  # those queued behind them start as they end
+            await asyncio.wait(list(self._running.values()))
+        await self.flush()
+
     async def close(self) -> None:
         """Stop taking batches (a late one is rewound, not committed), finish the transaction running, commit."""
         self._closing = True
@@ -325,6 +356,16 @@ class Pipeline:
 
 class LostCommit(Exception):
     """A transaction committed asynchronously on a run of the server that stopped before it was settled."""
+
+
+def still_assigned(consumer: Any, offsets: Offsets) -> Offsets:
+    """The offsets of partitions the consumer still holds. aiokafka refuses a whole commit that names one a rebalance
+    has taken, which would drop the offsets of those it kept with it (their lag would show records already applied);
+    the taken ones are their new owner's, which re-applies from the last committed offset as no-ops."""
+    assigned = consumer.assignment() if hasattr(consumer, "assignment") else None
+    if assigned is None:
+        return offsets
+    return {tp: offset for tp, offset in offsets.items() if tp in assigned}
 
 
 def report_lag(consumer_name: str, consumer: Any, ends: Offsets) -> None:

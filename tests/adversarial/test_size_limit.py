@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from aiokafka import ConsumerRecord
-from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
 from services.consumers.copy import CopyKeeper
@@ -28,15 +27,8 @@ pytestmark = pytest.mark.integration
 @pytest_asyncio.fixture(loop_scope="session")
 async def scratch_topic(infra: Infra) -> AsyncIterator[str]:
     """A topic with the broker's default size limit, like the listing topics, that nothing consumes."""
-    name = f"adv-size-probe-{uuid.uuid4().hex[:8]}"
-    admin = kafka_clients.admin(infra.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 1, 1)])
+    async with kafka_clients.scratch_topic(infra.bootstrap_servers, "adv-size-probe") as name:
         yield name
-    finally:
-        await admin.delete_topics([name])
-        await admin.close()
 
 
 def oversized_value(size: int) -> bytes:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from aiokafka.admin import NewTopic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.kit import signing
@@ -32,15 +30,8 @@ READ_TIMEOUT_S = 60.0
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def topic(infra: Infra) -> AsyncIterator[str]:
-    name = f"relay-batches-{uuid.uuid4().hex[:8]}"
-    admin = kafka_clients.admin(infra.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+    async with kafka_clients.scratch_topic(infra.bootstrap_servers, "relay-batches", PARTITIONS) as name:
         yield name
-    finally:
-        await admin.delete_topics([name])
-        await admin.close()
 
 
 def outbox(topic: str) -> list[OutboxRecord]:

@@ -218,14 +218,15 @@ async def test_failed_transaction_rewinds_with_the_batches_queued_behind_it_and_
 
 class RebalancedConsumer(PollingConsumer):
     """A consumer that lost `taken` to a rebalance: committing or asking the high watermark of it fails, as in
-    aiokafka (IllegalStateError from commit, an AssertionError from highwater)."""
+    aiokafka (IllegalStateError from commit, an AssertionError from highwater). `taken_after_look`: the rebalance
+    lands between the pipeline's look at the assignment (which still lists `taken`) and its commit."""
 
-    def __init__(self, owned: set[TopicPartition], taken: set[TopicPartition]) -> None:
+    def __init__(self, owned: set[TopicPartition], taken: set[TopicPartition], taken_after_look: bool = False) -> None:
         super().__init__()
-        self.owned, self.taken = owned, taken
+        self.owned, self.taken, self.taken_after_look = owned, taken, taken_after_look
 
     def assignment(self) -> set[TopicPartition]:
-        return set(self.owned)
+        return self.owned | self.taken if self.taken_after_look else set(self.owned)
 
     def highwater(self, tp: TopicPartition) -> int:
         assert tp in self.owned, "Partition is not assigned"
@@ -244,7 +245,7 @@ async def test_a_partition_lost_to_a_rebalance_fails_its_commit_but_neither_the_
     flush after a group that wrote dead letters raised it into the applier, which died with the next group queued."""
     monkeypatch.setattr(pipeline, "COMMIT_SPACING_SECONDS", 0.0)
     p0, p1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
-    consumer = RebalancedConsumer(owned={p0}, taken={p1})
+    consumer = RebalancedConsumer(owned={p0}, taken={p1}, taken_after_look=True)
     keeper = ListKeeper(consumer=consumer)
     batches = Pipeline(AIRLINE.name, lambda: keeper, connections=1)
     keeper.held.clear()
@@ -269,3 +270,62 @@ def latest_commit(consumer: PollingConsumer) -> dict[TopicPartition, int]:
 async def handled(batches: Pipeline, consumer: PollingConsumer, records: list[ConsumerRecord[bytes, bytes]]) -> None:
     """The fetch loop handing a batch over; a loop stuck behind the database fails the test instead of hanging it."""
     await asyncio.wait_for(batches.handle(consumer, records), timeout=10)
+
+
+async def test_offsets_of_partitions_a_rebalance_took_do_not_hold_back_those_still_owned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transaction's records spanned a partition kept and one taken by a rebalance: the kept one's offset is
+    committed; only the taken one's is left to its new owner (aiokafka refuses a commit naming a partition the
+    consumer no longer holds, which used to drop the kept partition's offset with it, showing lag that was not)."""
+    monkeypatch.setattr(pipeline, "COMMIT_SPACING_SECONDS", 0.0)
+    p0, p1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+    consumer = RebalancedConsumer(owned={p0}, taken={p1})
+    keeper = ListKeeper(consumer=consumer)
+    batches = Pipeline(AIRLINE.name, lambda: keeper, connections=1)
+    await handled(batches, consumer, [record(0, 3), record(1, 5)])
+    await keeper.until(applied=1)
+    await asyncio.wait_for(batches.close(), timeout=10)
+    assert latest_commit(consumer) == {p0: 4}
+
+
+async def test_hand_over_waits_for_the_transaction_in_flight_and_commits_it_before_the_partitions_go() -> None:
+    keeper, consumer = ListKeeper(), PollingConsumer()
+    batches = Pipeline(AIRLINE.name, lambda: keeper, connections=1)
+    keeper.held.clear()
+    await handled(batches, consumer, [record(0, 0), record(1, 4)])
+    await asyncio.wait_for(keeper.open.wait(), timeout=10)
+    await handled(batches, consumer, [record(0, 1)])  # queued behind it: drained too
+    hand_over = asyncio.create_task(batches.hand_over({TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)}))
+    await asyncio.sleep(0.05)
+    assert not hand_over.done() and consumer.commits == []  # the rebalance waits for the open transaction
+    keeper.held.set()
+    await asyncio.wait_for(hand_over, timeout=10)
+    assert keeper.applied == [[0, 4], [1]]
+    assert latest_commit(consumer) == {TopicPartition(TOPIC, 0): 2, TopicPartition(TOPIC, 1): 5}
+
+
+async def test_hand_over_gives_up_after_its_timeout_so_a_stuck_database_cannot_hold_the_group(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keeper, consumer = ListKeeper(), PollingConsumer()
+    batches = Pipeline(AIRLINE.name, lambda: keeper, connections=1)
+    keeper.held.clear()
+    await handled(batches, consumer, [record(0, 0)])
+    await asyncio.wait_for(keeper.open.wait(), timeout=10)
+    await asyncio.wait_for(batches.hand_over({TopicPartition(TOPIC, 0)}, timeout=0.05), timeout=10)
+    assert consumer.commits == []
+    assert "handed over before" in caplog.text
+    keeper.held.set()
+    await asyncio.wait_for(batches.close(), timeout=10)
+
+
+async def test_hand_over_of_nothing_returns_at_once() -> None:
+    keeper, consumer = ListKeeper(), PollingConsumer()
+    batches = Pipeline(AIRLINE.name, lambda: keeper, connections=1)
+    keeper.held.clear()
+    await handled(batches, consumer, [record(0, 0)])
+    await asyncio.wait_for(keeper.open.wait(), timeout=10)
+    await asyncio.wait_for(batches.hand_over(set()), timeout=1)  # the first join revokes nothing
+    keeper.held.set()
+    await asyncio.wait_for(batches.close(), timeout=10)
