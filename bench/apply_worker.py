@@ -19,8 +19,7 @@ from typing import TextIO
 from aiokafka import ConsumerRecord
 
 from bench.harness import use_service_event_loop
-from bench.workspace import POLICY, Workspace
-from services.consumers.app import build_broker
+from bench.workspace import POLICY, Workspace, consumer_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
 from services.consumers.pipeline import APPLY_CONNECTIONS
 from services.kit.db import HeldConnection
@@ -69,16 +68,15 @@ async def work(out: TextIO) -> None:
     apply_pool = await workspace.pool(synchronous_commit=False)
     applying = HeldConnection(apply_pool, keep=APPLY_CONNECTIONS)
     keeper = ReportingKeeper(POLICY, applying, keyring, dlq, settling=pool, out=out)
-    broker = build_broker(POLICY, settings, lambda: keeper, topics=(job["topic"],), group_id=job["group"])
     loop = asyncio.get_running_loop()
     try:
-        keeper.say("ready")
-        if (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
-            settle_heap()  # as the service does at the end of its start-up
-            await broker.start()
-            await loop.run_in_executor(None, sys.stdin.read)  # until the bench closes our stdin
+        async with consumer_broker(settings, keeper, job["topic"], job["group"]) as broker:
+            keeper.say("ready")
+            if (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
+                settle_heap()  # as the service does at the end of its start-up
+                await broker.start()
+                await loop.run_in_executor(None, sys.stdin.read)  # until the bench closes our stdin
     finally:
-        await broker.stop()
         await dlq.stop()
         await applying.close()
         await apply_pool.close()

@@ -21,9 +21,8 @@ from aiokafka import ConsumerRecord
 
 from bench.corpus import events, signed
 from bench.harness import Figure, progress
-from bench.workspace import POLICY, Workspace, end_offsets, produce, raw_consumer, raw_json_read
+from bench.workspace import POLICY, Workspace, consumer_broker, end_offsets, produce, raw_consumer, raw_json_read
 from services.consumers import store
-from services.consumers.app import build_broker
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
 from services.consumers.pipeline import APPLY_CONNECTIONS
 from services.kit.db import HeldConnection
@@ -80,17 +79,16 @@ async def pipeline_rate(settings: Settings, workspace: Workspace, keyring: Keyri
     apply_pool = await workspace.pool(synchronous_commit=False)
     applying = HeldConnection(apply_pool, keep=APPLY_CONNECTIONS)
     keeper = CountingKeeper(POLICY, applying, keyring, dlq, settling=pool, total=total)
-    broker = build_broker(POLICY, settings, lambda: keeper, topics=(workspace.topic,), group_id=f"bench-{workspace.run}")
-    await broker.start()
     try:
-        timeout = 60 + total / 1000  # 1,000 records/s at the very least: slower is a broken pipeline, not a slow one
-        try:
-            await asyncio.wait_for(keeper.finished.wait(), timeout=timeout)
-        except TimeoutError:
-            raise TimeoutError(f"the pipeline applied {keeper.seen:,} of {total:,} records in {timeout:.0f}s") from None
-        elapsed = time.perf_counter() - keeper.started
+        async with consumer_broker(settings, keeper, workspace.topic, f"bench-{workspace.run}") as broker:
+            await broker.start()
+            timeout = 60 + total / 1000  # 1,000 records/s at the very least: slower is a broken pipeline, not a slow one
+            try:
+                await asyncio.wait_for(keeper.finished.wait(), timeout=timeout)
+            except TimeoutError:
+                raise TimeoutError(f"the pipeline applied {keeper.seen:,} of {total:,} records in {timeout:.0f}s") from None
+            elapsed = time.perf_counter() - keeper.started
     finally:
-        await broker.stop()
         await dlq.stop()
         await applying.close()
         await apply_pool.close()

@@ -24,8 +24,7 @@ from typing import Any
 
 from bench.corpus import AUTHORITY, signed, stamp, unstamped
 from bench.harness import Figure, percentile, progress, use_service_event_loop
-from bench.workspace import POLICY, Workspace, raw_consumer, start_group_at_end
-from services.consumers.app import build_broker
+from bench.workspace import POLICY, Workspace, consumer_broker, raw_consumer, start_group_at_end
 from services.consumers.copy import BatchOutcome, CopyKeeper, Prepared
 from services.consumers.pipeline import APPLY_CONNECTIONS
 from services.kit.db import HeldConnection
@@ -313,18 +312,17 @@ async def _ours_alone(
     apply_pool = await workspace.pool(synchronous_commit=False)
     applying = HeldConnection(apply_pool, keep=APPLY_CONNECTIONS)
     keeper = TimingKeeper(POLICY, applying, Keyring.load(settings.keyring_path), dlq, settling=pool, expected=pace.total + 1)
-    broker = build_broker(POLICY, settings, lambda: keeper, topics=(workspace.topic,), group_id=group)
     try:
-        await broker.start()
-        settle_heap()  # as the consumer service does once started (create_app's lifespan)
-        await _send_probe(settings, workspace, PHASES[1])
-        await _applied(keeper, 1, timeout=120)  # the pipeline has applied the probe
-        progress(f"  paced stream: {pace.total:,} records at {pace.rate:,}/s, applied by the pipeline, alone")
-        children.go[1].set()
-        produced = await _get(children.produced, "paced producer", _stretch_timeout(pace))
-        await asyncio.wait_for(keeper.all_seen.wait(), timeout=120)
+        async with consumer_broker(settings, keeper, workspace.topic, group) as broker:
+            await broker.start()
+            settle_heap()  # as the consumer service does once started (create_app's lifespan)
+            await _send_probe(settings, workspace, PHASES[1])
+            await _applied(keeper, 1, timeout=120)  # the pipeline has applied the probe
+            progress(f"  paced stream: {pace.total:,} records at {pace.rate:,}/s, applied by the pipeline, alone")
+            children.go[1].set()
+            produced = await _get(children.produced, "paced producer", _stretch_timeout(pace))
+            await asyncio.wait_for(keeper.all_seen.wait(), timeout=120)
     finally:
-        await broker.stop()
         await dlq.stop()
         await applying.close()
         await apply_pool.close()

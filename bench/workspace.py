@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.kafka import KafkaBroker
 
 from bench.corpus import Record
 from schemas.catalogue import LISTING_TOPIC_PARTITIONS
+from services.consumers.app import BATCH_RECORDS, build_broker
+from services.consumers.copy import CopyKeeper
+from services.consumers.pipeline import Pipeline
 from services.consumers.registry import POLICIES
 from services.kit.db import keep_session
 from services.kit.kafka import client_options, idempotent_producer
@@ -20,6 +25,21 @@ from services.kit.migrations import migrate
 from services.kit.settings import Settings
 
 POLICY = POLICIES["airline"]
+
+
+@contextlib.asynccontextmanager
+async def consumer_broker(settings: Settings, keeper: CopyKeeper, topic: str, group: str) -> AsyncIterator[KafkaBroker]:
+    """The consumer's own subscriber and pipeline on `topic` as `group`, applying into `keeper`; the caller starts
+    the broker. On the way out the pipeline is closed before the broker stops, as the service's lifespan does, so
+    its last offsets are committed while the consumer is still in the group (a commit racing the broker's stop was
+    logged as a connection error)."""
+    batches = Pipeline(POLICY.name, lambda: keeper, group_records=BATCH_RECORDS)
+    broker = build_broker(POLICY, settings, lambda: keeper, topics=(topic,), group_id=group, pipeline=batches)
+    try:
+        yield broker
+    finally:
+        await batches.close()
+        await broker.stop()
 
 
 @dataclass
