@@ -10,13 +10,15 @@ raw reader, README round 18)."""
 
 from __future__ import annotations
 
+import array
 import asyncio
+import gc
 import json
 import multiprocessing
 import queue
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Event as ProcessEvent
@@ -63,10 +65,33 @@ def occurred_at(value: bytes) -> tuple[str, float]:
     return event["listing"]["listing_id"], datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00")).timestamp()
 
 
-def latencies(batches: Sequence[tuple[float, Sequence[bytes]]]) -> list[tuple[float, float]]:
+class Arrivals:
+    """When each batch of values was done, kept in three containers however many batches come (one list of bytes,
+    two arrays of numbers): a (time, list) pair per batch added two objects a tick for the cyclic garbage collector
+    to walk in each reader's process. Objects piling up so made the paced producer's full collections take 93-173 ms
+    (it kept a future per send, see `outstanding`), each a stall of the stream counted as latency (README round 19)."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+        self.done_at = array.array("d")
+        self.ends = array.array("q")  # len(values) after each batch
+
+    def add(self, done_at: float, values: Sequence[bytes]) -> None:
+        self.values.extend(values)
+        self.done_at.append(done_at)
+        self.ends.append(len(self.values))
+
+    def batches(self) -> Iterator[tuple[float, list[bytes]]]:
+        start = 0
+        for done_at, end in zip(self.done_at, self.ends, strict=True):
+            yield done_at, self.values[start:end]
+            start = end
+
+
+def latencies(arrivals: Arrivals) -> list[tuple[float, float]]:
     """(occurred_at, seconds from it to the moment its batch was done) of each record, the probe left out."""
     out = []
-    for done_at, values in batches:
+    for done_at, values in arrivals.batches():
         for value in values:
             listing_id, stamp = occurred_at(value)
             if f":{PROBE}-" not in listing_id:
@@ -90,13 +115,13 @@ class TimingKeeper(CopyKeeper):
         super().__init__(*args, **kwargs)
         self.expected = expected
         self.seen = 0
-        self.batches: list[tuple[float, list[bytes]]] = []
+        self.arrivals = Arrivals()
         self.all_seen = asyncio.Event()
 
     async def apply(self, prepared: Prepared) -> BatchOutcome:
         # The consumer admits further batches while a transaction runs: time each record when its own has committed.
         outcome = await super().apply(prepared)
-        self.batches.append((time.time(), [r.value or b"" for r in prepared.batch]))
+        self.arrivals.add(time.time(), [r.value or b"" for r in prepared.batch])
         self.seen += prepared.records
         if self.seen >= self.expected:
             self.all_seen.set()
@@ -128,13 +153,16 @@ async def _paced(
     for phase in PHASES:
         ids = [f"{AUTHORITY}:lat-{run}-{phase}-{n:08d}" for n in range(pace.total)]
         streams.append((ids, [unstamped(listing_id, n, rng, settings.subject_hash_key) for n, listing_id in enumerate(ids)]))
+    settle_heap()  # what building them left behind is collected once, not walked by every full collection after
     await producer.start()
     try:
         ready.set()
         for phase, told, (ids, values) in zip(PHASES, go, streams, strict=True):
             if not await asyncio.to_thread(told.wait, 600):
                 raise TimeoutError(f"paced producer: never told to start the {phase} stretch")
-            out.put(await _send_paced(producer, key, topic, pace, ids, values))
+            with GcPauses() as pauses:
+                stretch = await _send_paced(producer, key, topic, pace, ids, values)
+            out.put(stretch | {"gc_longest_ms": round(pauses.longest_ms, 1), "gc_full": pauses.full})
     finally:
         await producer.stop()
 
@@ -142,7 +170,8 @@ async def _paced(
 async def _send_paced(
     producer: Any, key: SigningKey, topic: str, pace: Pace, ids: Sequence[str], values: Sequence[bytes]
 ) -> dict[str, float]:
-    pending, sent, behind = [], 0, 0
+    pending: list[asyncio.Future[Any]] = []
+    sent, behind = 0, 0
     start = time.monotonic()
     while sent < pace.total:
         due = min(pace.total, int((time.monotonic() - start) * pace.rate) + 1)
@@ -154,12 +183,48 @@ async def _send_paced(
             (OutboxRecord(n, topic, r.key.decode(), r.value, AUTHORITY, dict(r.headers)["event-type"].decode()), r.headers)
             for n, r in enumerate(signed(batch, key), start=sent)  # signed() orders records its own way
         ]
-        pending += await send_in_batches(producer, outbox)
+        pending = outstanding(pending) + await send_in_batches(producer, outbox)
         sent = due
         await asyncio.sleep(max(TICK_S, start + sent / pace.rate - time.monotonic()))
     seconds = time.monotonic() - start
     await asyncio.gather(*pending)
     return {"sent": sent, "seconds": seconds, "late_ticks": behind}
+
+
+class GcPauses:
+    """This process's cyclic garbage collections while installed (gc.callbacks): the longest pause, and how many
+    were full ones. A bench's own process that stalls looks like a slow pipeline; the notes say whether one did."""
+
+    def __init__(self) -> None:
+        self.longest_ms = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._note)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._note)
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.longest_ms = max(self.longest_ms, (time.perf_counter() - self._started) * 1000)
+        self.full += info["generation"] == 2
+
+
+def outstanding(futures: Sequence[asyncio.Future[Any]]) -> list[asyncio.Future[Any]]:
+    """The sends not acknowledged yet; one that failed raises here. Keeping every future of a stretch (8,000 at
+    2,000/s for 40 s) made the producer's full collections long enough to stall the stream."""
+    left = []
+    for future in futures:
+        if future.done():
+            future.result()
+        else:
+            left.append(future)
+    return left
 
 
 # --- the baseline reader process ------------------------------------------------------------------------------------
@@ -176,7 +241,7 @@ async def _read_raw(
 ) -> list[tuple[float, float]]:
     consumer = raw_consumer(settings, [topic])
     await consumer.start()
-    batches: list[tuple[float, list[bytes]]] = []
+    arrivals = Arrivals()
     seen = 0
     deadline = time.monotonic() + timeout
     try:
@@ -186,12 +251,12 @@ async def _read_raw(
             for value in values:
                 json.loads(value)
             if values:
-                batches.append((time.time(), values))
+                arrivals.add(time.time(), values)
                 seen += len(values)
                 ready.set()  # the probe arrived: partitions are assigned and fetching
     finally:
         await consumer.stop()
-    return latencies(batches)
+    return latencies(arrivals)
 
 
 # --- the bench ------------------------------------------------------------------------------------------------------
@@ -319,15 +384,17 @@ async def _ours_alone(
             await _send_probe(settings, workspace, PHASES[1])
             await _applied(keeper, 1, timeout=120)  # the pipeline has applied the probe
             progress(f"  paced stream: {pace.total:,} records at {pace.rate:,}/s, applied by the pipeline, alone")
-            children.go[1].set()
-            produced = await _get(children.produced, "paced producer", _stretch_timeout(pace))
-            await asyncio.wait_for(keeper.all_seen.wait(), timeout=120)
+            with GcPauses() as pauses:
+                children.go[1].set()
+                produced = await _get(children.produced, "paced producer", _stretch_timeout(pace))
+                await asyncio.wait_for(keeper.all_seen.wait(), timeout=120)
+            produced = produced | {"pipeline_gc_longest_ms": round(pauses.longest_ms, 1), "pipeline_gc_full": pauses.full}
     finally:
         await dlq.stop()
         await applying.close()
         await apply_pool.close()
         await pool.close()
-    return latencies(keeper.batches), produced
+    return latencies(keeper.arrivals), produced
 
 
 async def run(settings: Settings, pace: Pace) -> list[Figure]:
@@ -375,6 +442,12 @@ def figures(streamed: Streamed, pace: Pace) -> list[Figure]:
         "late_ticks": produced["late_ticks"],
         "raw_achieved_rate": round(produced_raw["sent"] / produced_raw["seconds"], 1),
         "raw_late_ticks": produced_raw["late_ticks"],
+        # Longest garbage collection pause (ms) and full collections during each stretch, per process.
+        "gc": {
+            "pipeline": [produced["pipeline_gc_longest_ms"], produced["pipeline_gc_full"]],
+            "producer": [produced["gc_longest_ms"], produced["gc_full"]],
+            "producer_raw_stretch": [produced_raw["gc_longest_ms"], produced_raw["gc_full"]],
+        },
         "sides": "one after the other, each alone: the raw reader, then the pipeline",
         "signed_batch": max(1, round(pace.rate * TICK_S)),
     }
