@@ -59,7 +59,7 @@ COMMIT_SPACING_SECONDS = 0.05  # at most one offset commit (and lag report) per 
 GROUP_RECORDS = 2000  # records queued for the next transaction at most: as many as one poll hands over
 APPLY_CONNECTIONS = 1  # transactions in flight at once, each on a connection of its own
 # At most this long of a rebalance is spent committing what was applied before the partitions go (hand_over); the
-# group waits for every member's, up to its max.poll.interval.ms.
+# group waits for every member's, up to its rebalance timeout (REBALANCE_TIMEOUT_MS in consumers/app.py).
 HAND_OVER_SECONDS = 10.0
 Offsets = dict[TopicPartition, int]
 
